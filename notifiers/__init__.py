@@ -1,0 +1,3 @@
+"""Notification channels, registered by their TOML `type` (none yet)."""
+
+REGISTRY: dict[str, type] = {}

@@ -1,0 +1,115 @@
+"""Plain data that flows between checks, the scheduler, the store and the incident engine."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.IntEnum):
+    """A check's verdict. The integer is what the store keeps (and orders by badness)."""
+
+    UP = 0
+    DEGRADED = 1
+    DOWN = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def is_good(self) -> bool:
+        # Degraded counts as available time: the service answers, only worse.
+        return self is not Status.DOWN
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What one check says about its target. Checks return it; they never raise."""
+
+    status: Status
+    reason: str
+    latency_ms: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def up(cls, reason: str, latency_ms: float | None = None, **details: Any) -> "CheckResult":
+        return cls(Status.UP, reason, latency_ms, details)
+
+    @classmethod
+    def degraded(cls, reason: str, latency_ms: float | None = None, **details: Any) -> "CheckResult":
+        return cls(Status.DEGRADED, reason, latency_ms, details)
+
+    @classmethod
+    def down(cls, reason: str, latency_ms: float | None = None, **details: Any) -> "CheckResult":
+        return cls(Status.DOWN, reason, latency_ms, details)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """A check result as stored: which monitor, when it was due and when it ran (UTC ms)."""
+
+    monitor_id: str
+    ts_ms: int  # actual start of the check
+    scheduled_ms: int  # when the scheduler meant to start it
+    status: Status
+    reason: str
+    latency_ms: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    in_maintenance: bool = False
+
+    @property
+    def late_ms(self) -> int:
+        return self.ts_ms - self.scheduled_ms
+
+
+class Impact(str, enum.Enum):
+    NONE = "none"
+    MINOR = "minor"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _IMPACT_ORDER.index(self)
+
+
+_IMPACT_ORDER = [Impact.NONE, Impact.MINOR, Impact.MAJOR, Impact.CRITICAL]
+
+
+class EventKind(str, enum.Enum):
+    """What happened to an incident; notifiers subscribe to these."""
+
+    OPENED = "open"
+    ESCALATED = "escalate"
+    REOPENED = "reopen"
+    RESOLVED = "resolve"
+    UPDATED = "update"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: int
+    monitor_id: str | None  # None for incidents an operator opened by hand
+    title: str
+    impact: Impact
+    status: str  # investigating | identified | monitoring | resolved
+    started_ms: int
+    resolved_ms: int | None = None
+    reason: str = ""
+    origin: str = "auto"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_ms is None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    """One transition of an incident. Written to the `events` table first, then published."""
+
+    id: int
+    kind: EventKind
+    at_ms: int
+    incident: Incident
+    reason: str = ""
