@@ -1,0 +1,159 @@
+"""Availability over any window, from rollups plus the newest result's open interval.
+
+Method (also in the README):
+- Each result's status holds from its check until the next result, but for at most
+  twice the monitor's interval; time beyond that is "no data" and counts neither way.
+- availability = (up + degraded time) / (observed time - maintenance time), where
+  observed = up + degraded + down. Maintenance is excluded by default; `maintenance =
+  "up"` counts it as available time, `"measured"` counts whatever was measured.
+- A window is summed from daily buckets (page time zone) where whole days fit, hourly
+  buckets (UTC) elsewhere, and the newest result's interval so far. A window that starts
+  inside an hour counts that first hour pro rata.
+- Shown with two decimals, rounded half up, except that a window with any downtime never
+  shows 100.00 % (it shows 99.99 %).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from probe.calendar import HOUR_MS
+from probe.store import DAILY, HOURLY, Store
+from probe.units import now_ms
+
+MaintenanceMode = Literal["excluded", "up", "measured"]
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Milliseconds spent in each status within a window."""
+
+    up_ms: float = 0.0
+    degraded_ms: float = 0.0
+    down_ms: float = 0.0
+    maint_ms: float = 0.0  # part of the three above that fell in maintenance
+    maint_good_ms: float = 0.0  # part of maint_ms that was up or degraded
+
+    def __add__(self, other: "Durations") -> "Durations":
+        return Durations(*(a + b for a, b in zip(self._values(), other._values())))
+
+    def scaled(self, factor: float) -> "Durations":
+        return Durations(*(v * factor for v in self._values()))
+
+    def _values(self) -> tuple[float, ...]:
+        return (self.up_ms, self.degraded_ms, self.down_ms, self.maint_ms, self.maint_good_ms)
+
+    @property
+    def observed_ms(self) -> float:
+        return self.up_ms + self.degraded_ms + self.down_ms
+
+    def counted(self, mode: MaintenanceMode = "excluded") -> tuple[float, float]:
+        """(good, total) milliseconds that availability is the ratio of."""
+        good = self.up_ms + self.degraded_ms
+        total = self.observed_ms
+        if mode == "excluded":
+            return good - self.maint_good_ms, total - self.maint_ms
+        if mode == "up":
+            return good - self.maint_good_ms + self.maint_ms, total
+        return good, total
+
+    def availability(self, mode: MaintenanceMode = "excluded") -> float | None:
+        """A fraction in [0, 1], or None when nothing was observed."""
+        good, total = self.counted(mode)
+        return good / total if total > 0 else None
+
+    def downtime_ms(self, mode: MaintenanceMode = "excluded") -> float:
+        good, total = self.counted(mode)
+        return max(0.0, total - good)
+
+
+def format_availability(value: float | None, downtime_ms: float = 0.0) -> str:
+    """`99.95%`: two decimals, half up; never `100.00%` while there was downtime."""
+    if value is None:
+        return "no data"
+    percent = round(value * 100 + 1e-9, 2)
+    if percent >= 100 and downtime_ms > 0:
+        percent = 99.99
+    return f"{percent:.2f}%"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Sum buckets of resolution `res` whose start is in [lo, hi), times `fraction`."""
+
+    res: int
+    lo: int
+    hi: int
+    fraction: float = 1.0
+
+
+def plan(store: Store, start: int, end: int, now: int) -> list[Segment]:
+    """Cut [start, end) into whole daily buckets, whole hourly buckets and pro-rata edges.
+
+    A window that reaches `now` takes the current hour's and day's buckets whole: they
+    hold only time before the newest result, which is before now.
+    """
+    cal = store.calendar
+    open_end = end >= now
+    h_lo = -(-start // HOUR_MS) * HOUR_MS  # first whole hour
+    h_hi = end - end % HOUR_MS
+    segments = []
+    if h_lo > start:  # first, partial hour
+        segments.append(Segment(HOURLY, h_lo - HOUR_MS, h_lo, (h_lo - start) / HOUR_MS))
+    d_lo = cal.day_bounds(start)[1] if cal.day_start(start) < start else start
+    d_hi = cal.day_start(end)
+    if open_end:
+        d_hi = cal.day_bounds(now)[1]
+    if cal.days_hour_aligned() and d_lo < d_hi and d_lo % HOUR_MS == 0:
+        segments.append(Segment(HOURLY, h_lo, d_lo))
+        segments.append(Segment(DAILY, d_lo, d_hi))
+        after = d_hi
+    else:
+        after = h_lo
+    if open_end:
+        segments.append(Segment(HOURLY, after, 2**62))
+        return segments
+    segments.append(Segment(HOURLY, after, h_hi))
+    if end > h_hi:  # last, partial hour
+        segments.append(Segment(HOURLY, h_hi, h_hi + HOUR_MS, (end - h_hi) / HOUR_MS))
+    return segments
+
+
+class Stats:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def durations(self, monitor_ids: list[str], start_ms: int, end_ms: int,
+                        now: int | None = None) -> dict[str, Durations]:
+        """Time in each status per monitor over [start, end)."""
+        now = now if now is not None else now_ms()
+        end_ms = min(end_ms, now) if end_ms > now else end_ms
+        mids = [self.store.monitor_ids[m] for m in monitor_ids if m in self.store.monitor_ids]
+        totals = {mid: Durations() for mid in mids}
+        if start_ms < end_ms:
+            for seg in plan(self.store, start_ms, end_ms, now):
+                if seg.lo >= seg.hi:
+                    continue
+                sums = await self.store.rollup_sums(mids, seg.res, seg.lo, seg.hi)
+                for mid, values in sums.items():
+                    totals[mid] = totals[mid] + Durations(*values).scaled(seg.fraction)
+            for mid in mids:
+                totals[mid] = totals[mid] + self._open_interval(mid, start_ms, end_ms, now)
+        return {self.store.monitor_keys[mid]: d for mid, d in totals.items()}
+
+    def _open_interval(self, mid: int, start: int, end: int, now: int) -> Durations:
+        last = self.store.last_committed.get(mid)
+        if last is None:
+            return Durations()
+        lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
+        if hi <= lo:
+            return Durations()
+        span = [0.0, 0.0, 0.0]
+        span[last.status] = hi - lo
+        maint = hi - lo if last.in_maintenance else 0
+        return Durations(*span, maint, maint if last.status.is_good else 0)
+
+    async def availability(self, monitor_id: str, start_ms: int, end_ms: int,
+                           mode: MaintenanceMode = "excluded", now: int | None = None) -> float | None:
+        d = (await self.durations([monitor_id], start_ms, end_ms, now)).get(monitor_id, Durations())
+        return d.availability(mode)
