@@ -84,12 +84,20 @@ class TcpCheck(Check):
         if opts.expect is None:
             return None
         ctx.progress.phase = f"waiting for {opts.expect!r} from {self.target()}"
-        return await _read_until(reader, opts.expect.encode(), _EXPECT_READ_LIMIT)
+        return await _read_until(reader, opts.expect.encode(), _EXPECT_READ_LIMIT,
+                                 on_data=lambda data: self._got_so_far(ctx, data))
+
+    def _got_so_far(self, ctx: CheckContext, data: bytes) -> None:
+        # A server that answers something else usually keeps the connection open (Redis
+        # "-ERR ...", an HTTP server's 400): if the deadline passes, say what did come.
+        got = _show(data).replace("{", "{{").replace("}", "}}")
+        ctx.progress.on_timeout = (f"timed out after {{timeout}} waiting for {self.options.expect!r} "
+                                   f"from {self.target()}; got {got!r}")
 
     def _verdict(self, reply: bytes | None, latency: float, details: dict) -> CheckResult:
         opts = self.options
         if opts.expect is not None and opts.expect.encode() not in (reply or b""):
-            got = (reply or b"")[:60].decode("utf-8", "replace")
+            got = _show(reply or b"")
             return CheckResult.down(f"expected {opts.expect!r} from {self.target()}, got {got!r}",
                                     latency, **details)
         expiry = expiry_verdict(details, opts.cert_expiry_days)
@@ -109,7 +117,7 @@ class TcpCheck(Check):
         return f"cannot connect to {self.target()}: {exc.strerror or exc}"
 
 
-async def _read_until(reader: asyncio.StreamReader, needle: bytes, limit: int) -> bytes:
+async def _read_until(reader: asyncio.StreamReader, needle: bytes, limit: int, on_data=None) -> bytes:
     """Read until `needle` shows up, the peer closes, or `limit` bytes came."""
     data = b""
     while needle not in data and len(data) < limit:
@@ -117,4 +125,10 @@ async def _read_until(reader: asyncio.StreamReader, needle: bytes, limit: int) -
         if not chunk:
             break
         data += chunk
+        if on_data:
+            on_data(data)
     return data
+
+
+def _show(data: bytes) -> str:
+    return data[:60].decode("utf-8", "replace")

@@ -48,7 +48,7 @@ def expiry_verdict(details: dict[str, Any], threshold_days: int | None) -> str |
         return None
     if left <= 0:
         return f"TLS certificate expired {_days(-left)} ago"
-    return f"TLS certificate expires in {_days(left)} (threshold {threshold_days} days)"
+    return f"TLS certificate expires in {_days(left)} (threshold {_days(threshold_days * DAY)})"
 
 
 def describe_ssl_error(exc: BaseException) -> str:
@@ -65,7 +65,8 @@ def describe_ssl_error(exc: BaseException) -> str:
 def _days(seconds: float) -> str:
     days = seconds / DAY
     if days < 1:
-        return f"{max(1, round(seconds / 3600))} hours"
+        hours = max(1, round(seconds / 3600))
+        return f"{hours} hour" + ("" if hours == 1 else "s")
     return f"{int(days)} day" + ("" if int(days) == 1 else "s")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from probe.calendar import Calendar
+from probe.config import load_config
 from probe.store import Store
 
 
@@ -20,6 +21,18 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def load_monitor(tmp_path):
+    """Load a config holding one monitor of `type` whose keys are `body` (TOML lines)."""
+
+    def load(type: str, body: str):
+        path = tmp_path / "cfg.toml"
+        path.write_text(f'[[monitors]]\nid = "m"\ntype = "{type}"\n' + body)
+        return load_config(path)
+
+    return load
 
 
 @pytest.fixture
