@@ -117,9 +117,9 @@ class HttpCheck(Check):
         problem = self._content_problem(body, cut, resp.charset)
         if problem:
             return CheckResult.down(problem, latency, **details)
-        expiry = expiry_verdict(details, self.options.cert_expiry_days)
+        expiry = expiry_verdict(details, self.options.cert_expiry_days, latency)
         if expiry:
-            return CheckResult.degraded(expiry, latency, **details)
+            return expiry
         # No numbers beyond the status in an "up" reason: the store keeps each distinct reason once.
         return CheckResult.up(f"HTTP {resp.status}", latency, **details)
 

@@ -100,9 +100,9 @@ class TcpCheck(Check):
             got = _show(reply or b"")
             return CheckResult.down(f"expected {opts.expect!r} from {self.target()}, got {got!r}",
                                     latency, **details)
-        expiry = expiry_verdict(details, opts.cert_expiry_days)
+        expiry = expiry_verdict(details, opts.cert_expiry_days, latency)
         if expiry:
-            return CheckResult.degraded(expiry, latency, **details)
+            return expiry
         what = "TLS connection established" if opts.tls else "connected"
         # No numbers in an "up" reason: the store keeps each distinct reason once.
         return CheckResult.up(f"{what} to {self.target()}", latency, **details)

@@ -7,6 +7,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from probe.models import CheckResult
+
 DAY = 86400
 
 
@@ -38,17 +40,24 @@ def certificate_details(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dic
     return details
 
 
-def expiry_verdict(details: dict[str, Any], threshold_days: int | None) -> str | None:
-    """A reason string when the certificate expires within the threshold, else None."""
+def expiry_verdict(details: dict[str, Any], threshold_days: int | None,
+                   latency_ms: float) -> CheckResult | None:
+    """Down if the certificate has expired, degraded if it expires within the threshold.
+
+    An expired certificate only gets this far with verification off; it is down all
+    the same, because every client that does verify is refused.
+    """
     expires = details.get("cert_expires_ts")
-    if threshold_days is None or expires is None:
+    if expires is None:
         return None
     left = expires - time.time()
-    if left >= threshold_days * DAY:
-        return None
     if left <= 0:
-        return f"TLS certificate expired {_days(-left)} ago"
-    return f"TLS certificate expires in {_days(left)} (threshold {_days(threshold_days * DAY)})"
+        return CheckResult.down(f"TLS certificate expired {_days(-left)} ago", latency_ms, **details)
+    if threshold_days is None or left >= threshold_days * DAY:
+        return None
+    return CheckResult.degraded(
+        f"TLS certificate expires in {_days(left)} (threshold {_days(threshold_days * DAY)})",
+        latency_ms, **details)
 
 
 def describe_ssl_error(exc: BaseException) -> str:
@@ -79,13 +88,36 @@ def _common_name(subject) -> str | None:
 
 
 def _not_after_from_der(der: bytes | None) -> float | None:
-    if not der:
-        return None
+    """notAfter of a DER certificate (RFC 5280 4.1), read by hand.
+
+    The ssl module parses certificates only once verified; walking the few DER
+    headers down to Validity saves a dependency on a full X.509 library.
+    """
     try:
-        from cryptography import x509  # optional: only for verify_tls = false
-    except ImportError:
+        _, certificate, _ = _der_item(der or b"", 0)   # Certificate
+        _, tbs, _ = _der_item(der, certificate)          # tbsCertificate
+        tag, start, end = _der_item(der, tbs)
+        if tag == 0xA0:                                  # [0] version, optional
+            tag, start, end = _der_item(der, end)        # serialNumber
+        for _ in range(3):                               # signature, issuer, validity
+            tag, start, end = _der_item(der, end)
+        tag, start, end = _der_item(der, start)          # notBefore
+        tag, start, end = _der_item(der, end)            # notAfter
+        text = der[start:end].decode("ascii")
+        fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"  # UTCTime | GeneralizedTime
+        return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+    except (IndexError, ValueError, UnicodeDecodeError):
         return None
-    try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
-    except ValueError:
-        return None
+
+
+def _der_item(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at `pos`."""
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(der[pos:pos + count], "big")
+        pos += count
+    if pos + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length

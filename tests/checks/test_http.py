@@ -331,6 +331,14 @@ async def test_it_accepts_an_untrusted_certificate_when_verify_tls_is_off(run, a
     assert "cert_expires_at" in result.details  # read from the raw certificate
 
 
+async def test_an_expired_certificate_is_down_even_with_verify_tls_off(run, aiohttp_server, ca):
+    # Every client that does verify is refused, so the service is down for them.
+    tls = _server_tls(ca, not_before=NOW - datetime.timedelta(days=30), not_after=NOW - datetime.timedelta(days=3))
+    server = await aiohttp_server(target_app(), ssl=tls)
+    result = await run(server.make_url("/"), verify_tls=False, cert_expiry_days=None)
+    assert (result.status, result.reason) == (Status.DOWN, "TLS certificate expired 3 days ago")
+
+
 # --- configuration ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("line, problem", [
