@@ -1,0 +1,134 @@
+"""The running probe: config -> scheduled checks -> stored results -> incidents -> events.
+
+`Probe` owns one of each part and the path a result takes through them. The web
+application (web/app.py) starts and stops it; tests drive it directly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from checks.base import Check
+from probe import __version__
+from probe.calendar import Calendar
+from probe.config import Config, MonitorConfig
+from probe.events import EventBus
+from probe.incidents import IncidentEngine
+from probe.models import ResultRecord
+from probe.runner import CheckRunner
+from probe.scheduler import Scheduler
+from probe.stats import Stats
+from probe.store import Store
+from probe.units import now_ms
+
+log = logging.getLogger("probe")
+
+PRUNE_EVERY_S = 3600.0
+
+
+@dataclass
+class Monitor:
+    config: MonitorConfig
+    check: Check
+
+
+class Probe:
+    def __init__(self, config: Config, *, flush_interval: float = 0.2) -> None:
+        self.config = config
+        self.store = Store(config.database_path, Calendar(config.page.tz), flush_interval=flush_interval)
+        self.engine = IncidentEngine(self.store)
+        self.bus = EventBus()
+        self.stats = Stats(self.store)
+        self.runner = CheckRunner()
+        self.scheduler = Scheduler(self.run_monitor)
+        self.monitors: dict[str, Monitor] = {}
+        self.latest: dict[str, ResultRecord] = {}
+        # Maintenance windows plug in here: (monitor_id, ts_ms) -> in maintenance?
+        self.in_maintenance: Callable[[str, int], bool] = lambda monitor_id, ts_ms: False
+        self.started_ms: int | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.store.subscribe(self.bus.publish)
+        await self._load_monitors(self.config.monitors)
+        await self.engine.restore(self.config.monitors)
+        for monitor in self.config.monitors:
+            self.scheduler.schedule(monitor.id, monitor.interval)
+        self.scheduler.add_periodic("prune", self.prune, every=PRUNE_EVERY_S, first_in=60)
+        self.scheduler.start()
+        self.started_ms = now_ms()
+        log.info("probe started version=%s monitors=%d database=%s", __version__,
+                 len(self.monitors), self.store.path)
+
+    async def stop(self, flush_timeout: float = 10.0) -> None:
+        self.scheduler.shutdown()
+        try:
+            await asyncio.wait_for(self.store.close(), flush_timeout)
+        except TimeoutError:
+            log.error("could not flush pending results within %.0fs: the database is not writable", flush_timeout)
+        await self.runner.close()
+        log.info("probe stopped")
+
+    async def _load_monitors(self, monitors: tuple[MonitorConfig, ...]) -> None:
+        await self.store.sync_monitors(monitors)
+        self.monitors = {m.id: Monitor(m, m.make_check()) for m in monitors}
+        for m in monitors:
+            recent = await self.store.recent_results(m.id, 1)
+            if recent:
+                self.latest[m.id] = recent[-1]
+
+    async def apply(self, config: Config) -> None:
+        """Switch to a new, already validated config without a restart."""
+        old = set(self.monitors)
+        await self._load_monitors(config.monitors)
+        for monitor_id in old - set(self.monitors):
+            self.scheduler.unschedule(monitor_id)
+            self.engine.forget(monitor_id)
+            self.latest.pop(monitor_id, None)
+        await self.engine.restore([m for m in config.monitors if m.id not in old])
+        for monitor in config.monitors:
+            self.scheduler.schedule(monitor.id, monitor.interval)
+        self.config = config
+
+    async def run_monitor(self, monitor_id: str, scheduled_ms: int) -> None:
+        monitor = self.monitors.get(monitor_id)
+        if monitor is None:
+            return
+        started_ms = now_ms()
+        result = await self.runner.run(monitor.config, monitor.check)
+        if self.monitors.get(monitor_id) is not monitor:
+            return  # removed or replaced by a reload while the check ran
+        self.record(monitor.config, ResultRecord(
+            monitor_id, started_ms, scheduled_ms, result.status, result.reason, result.latency_ms,
+            result.details, self.in_maintenance(monitor_id, started_ms)))
+
+    def record(self, monitor: MonitorConfig, record: ResultRecord) -> None:
+        """Decide, then queue: the result and the transitions it caused share one transaction."""
+        events = self.engine.observe(monitor.settings, record)
+        self.store.submit_result(record, monitor.interval)
+        if events:
+            self.store.submit_events(events)
+        self.latest[monitor.id] = record
+
+    async def prune(self) -> None:
+        storage = self.config.storage
+        await self.store.prune(storage.raw_retention, storage.rollup_retention)
+
+    def health(self) -> dict:
+        problems = []
+        if not self.scheduler.running:
+            problems.append("scheduler is not running")
+        if not self.store.healthy:
+            problems.append(self.store.last_error or "database is not writable")
+        return {
+            "status": "ok" if not problems else "failing",
+            "problems": problems,
+            "version": __version__,
+            "monitors": len(self.monitors),
+            "scheduler_running": self.scheduler.running,
+            "database_writable": self.store.healthy,
+            "last_commit_ms": self.store.last_commit_ms,
+            "started_ms": self.started_ms,
+        }
