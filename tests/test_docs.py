@@ -1,0 +1,54 @@
+"""Keep the docs honest: the README's commands, .ci/run and the example config stay in step with the code."""
+import re
+from pathlib import Path
+
+import checks
+from probe.config import SECTIONS, MonitorSettings
+from probe.schema import field_types
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+EXAMPLE = (ROOT / "config.example.toml").read_text()
+
+
+def readme_commands():
+    return re.findall(r"```sh\n(.+?)\n```", README)
+
+
+def test_the_readme_opens_with_the_two_setup_commands():
+    run, test = readme_commands()[:2]
+    assert "probe run -c config.example.toml" in run
+    assert "pytest" in test
+
+
+def test_ci_runs_the_readme_test_command_word_for_word():
+    test = readme_commands()[1]
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def documented(key: str) -> bool:
+    return re.search(rf"^\s*#?\s*{re.escape(key)}\s*=", EXAMPLE, re.MULTILINE) is not None
+
+
+def test_every_config_key_is_documented_in_the_example():
+    keys = set(field_types(MonitorSettings))
+    for cls in SECTIONS.values():
+        keys |= set(field_types(cls))
+    for check in checks.REGISTRY.values():
+        keys |= set(field_types(check.Options))
+    missing = sorted(k for k in keys if not documented(k))
+    assert missing == []
+
+
+def test_every_check_type_is_in_the_readme_and_the_example():
+    for kind in checks.REGISTRY:
+        assert f"`{kind}`" in README
+        assert f'type = "{kind}"' in EXAMPLE
+
+
+def test_the_readme_lists_every_key_of_each_check_type():
+    for kind, check in checks.REGISTRY.items():
+        row = re.search(rf"^\| `{kind}` \|(.+)$", README, re.MULTILINE)
+        assert row, f"no row for {kind} in the README's table of check keys"
+        missing = [k for k in field_types(check.Options) if f"`{k}`" not in row.group(1)]
+        assert missing == [], kind
