@@ -14,6 +14,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import checks
+from notifiers import parse_notifiers
+from probe.maintenance import parse_maintenance
 from probe.schema import (Duration, Invalid, Problems, at_least, convert, field_types, load, positive, show,
                           unknown_key_message)
 from probe.units import format_duration
@@ -31,6 +33,9 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:8080"
+    metrics: bool = True  # serve /metrics (Prometheus) for the operator's scraper
+    metrics_token: str = ""  # when set, /metrics wants "Authorization: Bearer <token>"
+    admin_token: str = ""  # when empty, no admin route exists at all
 
     @property
     def host(self) -> str:
@@ -79,6 +84,12 @@ class PageConfig:
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    # How maintenance time counts in availability: left out (default), as up, or as measured.
+    maintenance: Literal["excluded", "up", "measured"] = "excluded"
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     """The keys every monitor has, whatever its type (all may also go in [defaults])."""
 
@@ -95,6 +106,7 @@ class MonitorSettings:
     degraded_latency: Duration | None = None
     public: bool = True
     show_target: bool = False
+    notify: tuple[str, ...] = ()  # ids of [[notifiers]] told about this monitor's incidents
 
     def problems(self):
         yield from positive("interval", self.interval, duration=True)
@@ -133,7 +145,10 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     page: PageConfig = field(default_factory=PageConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     monitors: tuple[MonitorConfig, ...] = ()
+    notifiers: tuple[Any, ...] = ()  # notifiers.NotifierConfig, one per [[notifiers]]
+    maintenance: tuple[Any, ...] = ()  # probe.maintenance windows, one per [[maintenance]]
 
     @property
     def database_path(self) -> Path:
@@ -145,8 +160,8 @@ class Config:
         return next((m for m in self.monitors if m.id == monitor_id), None)
 
 
-SECTIONS = {"server": ServerConfig, "storage": StorageConfig, "page": PageConfig}
-TOP_LEVEL = set(SECTIONS) | {"defaults", "monitors"}
+SECTIONS = {"server": ServerConfig, "storage": StorageConfig, "page": PageConfig, "stats": StatsConfig}
+TOP_LEVEL = set(SECTIONS) | {"defaults", "monitors", "notifiers", "maintenance"}
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -172,7 +187,19 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
     sections = {name: _section(data, name, cls, problems) for name, cls in SECTIONS.items()}
     defaults = _defaults(data.get("defaults", {}), problems)
     monitors = _monitors(data.get("monitors", []), defaults, problems)
-    return Config(path=path.resolve(), monitors=monitors, **sections)
+    channels = parse_notifiers(data.get("notifiers", []), problems)
+    windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems)
+    _check_notify_ids(monitors, {n.id for n in channels}, problems)
+    return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
+                  **sections)
+
+
+def _check_notify_ids(monitors, notifier_ids: set[str], problems: Problems) -> None:
+    for index, monitor in enumerate(monitors):
+        for notifier_id in monitor.notify:
+            if notifier_id not in notifier_ids:
+                problems.add(f'monitors[{index}] "{monitor.id}"', "notify",
+                             f"names no [[notifiers]] entry (got {show(notifier_id)})")
 
 
 def _section(data: dict, name: str, cls: type, problems: Problems) -> Any:

@@ -142,3 +142,16 @@ def test_a_missing_file_is_one_line(tmp_path):
         load_config(tmp_path / "nope.toml")
     (line,) = caught.value.problems
     assert line.endswith("nope.toml: cannot read: No such file or directory")
+
+
+def test_a_monitor_may_only_notify_channels_that_exist(write_config):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config("""
+            [[monitors]]
+            id = "web"
+            type = "tcp"
+            host = "127.0.0.1"
+            port = 80
+            notify = ["nobody"]
+        """))
+    assert caught.value.problems == ['cfg.toml: monitors[0] "web": notify names no [[notifiers]] entry (got "nobody")']
