@@ -16,6 +16,7 @@ from probe.calendar import Calendar
 from probe.config import Config, MonitorConfig
 from probe.events import EventBus
 from probe.incidents import IncidentEngine
+from probe.maintenance import MaintenanceWindow
 from probe.models import ResultRecord
 from probe.runner import CheckRunner
 from probe.scheduler import Scheduler
@@ -115,6 +116,10 @@ class Probe:
     async def prune(self) -> None:
         storage = self.config.storage
         await self.store.prune(storage.raw_retention, storage.rollup_retention)
+
+    def maintenance_between(self, start_ms: int, end_ms: int) -> list[MaintenanceWindow]:
+        """Occurrences of maintenance windows that overlap [start_ms, end_ms), by start."""
+        return []  # issue 5: configured and ad-hoc windows
 
     def health(self) -> dict:
         problems = []
