@@ -1,4 +1,4 @@
-"""`probe run | check | validate`. Operator mistakes end in one clear line, never a traceback."""
+"""`probe run | check | validate | incident`. Operator mistakes end in one clear line, never a traceback."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from probe import __version__
+from probe import __version__, admin_cli
 from probe.config import Config, ConfigError, load_config
 from probe.models import Status
 from probe.units import format_latency
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check the config file and print every problem")
     validate.add_argument("-c", "--config", default=default_config, help=config_help)
     validate.set_defaults(func=cmd_validate)
+
+    admin_cli.add_commands(sub, default_config, config_help)
     return parser
 
 

@@ -132,6 +132,23 @@ class IncidentEngine:
             _count_streaks(tracker, tail)
             self.trackers[m.id] = tracker
 
+    def tracked(self, incident_id: int) -> Incident | None:
+        """The engine's own copy of an open automatic incident (newer than the file)."""
+        for tracker in self.trackers.values():
+            if tracker.open is not None and tracker.open.id == incident_id:
+                return tracker.open
+        return None
+
+    def amend(self, incident: Incident) -> None:
+        """An operator changed an automatic incident: keep the engine's copy in step,
+        so that its next transition does not write back the old title or status."""
+        for tracker in self.trackers.values():
+            if tracker.open is not None and tracker.open.id == incident.id:
+                if incident.is_open:
+                    tracker.open = incident
+                else:  # resolved by hand; a failure soon after reopens it
+                    tracker.open, tracker.last_resolved = None, incident
+
     def forget(self, monitor_id: str) -> None:
         self.trackers.pop(monitor_id, None)
 

@@ -84,7 +84,13 @@ class EventKind(str, enum.Enum):
     ESCALATED = "escalate"
     REOPENED = "reopen"
     RESOLVED = "resolve"
-    UPDATED = "update"
+    UPDATED = "update"  # a person posted an update (or changed the title or impact)
+    POSTMORTEM = "postmortem"  # a person published the postmortem
+    EDITED = "edit"  # a person changed the title or impact (no timeline entry)
+
+    @property
+    def on_timeline(self) -> bool:
+        return self not in (EventKind.POSTMORTEM, EventKind.EDITED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +103,18 @@ class Incident:
     started_ms: int
     resolved_ms: int | None = None
     reason: str = ""
-    origin: str = "auto"
+    origin: str = "auto"  # auto (opened by the engine) | manual (opened by an operator)
+    affected: tuple[str, ...] = ()  # monitor ids a manual incident names
+    postmortem: str = ""  # markdown, once published
+    postmortem_ms: int | None = None
 
     @property
     def is_open(self) -> bool:
         return self.resolved_ms is None
+
+    @property
+    def monitor_ids(self) -> tuple[str, ...]:
+        return (self.monitor_id,) if self.monitor_id else self.affected
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +126,18 @@ class IncidentEvent:
     at_ms: int
     incident: Incident
     reason: str = ""
+    body: str | None = None  # an operator's words; None: the default text for the status
+    author: str = "probe"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """One entry of an incident's timeline, as stored."""
+
+    id: int
+    incident_id: int
+    status: str
+    body: str | None  # None: the default text for the status, in the reader's language
+    kind: str  # open | escalate | reopen | resolve | update
+    author: str
+    created_ms: int

@@ -29,7 +29,7 @@ import aiosqlite
 
 from probe import histogram
 from probe.calendar import HOUR_MS, Calendar, hour_start
-from probe.models import EventKind, Impact, Incident, IncidentEvent, ResultRecord, Status
+from probe.models import EventKind, Impact, Incident, IncidentEvent, IncidentUpdate, ResultRecord, Status
 from probe.units import now_ms
 
 log = logging.getLogger("probe.store")
@@ -117,6 +117,12 @@ MIGRATIONS: list[str] = [
         reason TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: the operator's workflow: manual incidents name monitors; postmortems
+    """
+    ALTER TABLE incidents ADD COLUMN affected TEXT NOT NULL DEFAULT '';  -- monitor ids, space-separated
+    ALTER TABLE incidents ADD COLUMN postmortem TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN postmortem_ms INTEGER;
+    """,
 ]
 
 
@@ -183,10 +189,12 @@ ON CONFLICT (monitor, res, start) DO UPDATE SET
 """
 
 _UPSERT_INCIDENT = """
-INSERT INTO incidents (id, monitor, origin, title, impact, status, started_ms, resolved_ms, reason, updated_ms)
-VALUES (?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (id) DO UPDATE SET impact = excluded.impact, status = excluded.status,
-  resolved_ms = excluded.resolved_ms, reason = excluded.reason, updated_ms = excluded.updated_ms
+INSERT INTO incidents (id, monitor, origin, title, impact, status, started_ms, resolved_ms, reason, updated_ms,
+                       affected, postmortem, postmortem_ms)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact, status = excluded.status,
+  resolved_ms = excluded.resolved_ms, reason = excluded.reason, updated_ms = excluded.updated_ms,
+  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms
 """
 
 _REASON_CACHE = 50_000
@@ -497,11 +505,12 @@ class Store:
             inc = event.incident
             mid = self.monitor_ids.get(inc.monitor_id) if inc.monitor_id else None
             incidents[inc.id] = (inc.id, mid, inc.origin, inc.title, inc.impact.value, inc.status,
-                                 inc.started_ms, inc.resolved_ms, inc.reason, event.at_ms)
+                                 inc.started_ms, inc.resolved_ms, inc.reason, event.at_ms,
+                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms)
             rows.append((event.id, event.at_ms, event.kind.value, inc.id, mid, event.reason))
-            if inc.origin == "auto":
-                updates.append((self.allocate_id("incident_updates"), inc.id, inc.status, None,
-                                event.kind.value, "probe", event.at_ms))
+            if event.kind.on_timeline:  # a postmortem or a retitle changes the incident row only
+                updates.append((self.allocate_id("incident_updates"), inc.id, inc.status, event.body,
+                                event.kind.value, event.author, event.at_ms))
         return {"incidents": list(incidents.values()), "updates": updates, "events": rows}
 
     # ---- the calendar (page time zone) ------------------------------------------------
@@ -622,11 +631,27 @@ class Store:
 
     async def _incidents(self, where: str, params: Iterable[Any] = ()) -> list[Incident]:
         rows = await self.fetchall(
-            "SELECT id, monitor, title, impact, status, started_ms, resolved_ms, reason, origin"
-            f" FROM incidents {where}", params)
+            "SELECT id, monitor, title, impact, status, started_ms, resolved_ms, reason, origin,"
+            f" affected, postmortem, postmortem_ms FROM incidents {where}", params)
         return [Incident(id=r[0], monitor_id=self.monitor_keys.get(r[1]), title=r[2], impact=Impact(r[3]),
-                         status=r[4], started_ms=r[5], resolved_ms=r[6], reason=r[7], origin=r[8])
+                         status=r[4], started_ms=r[5], resolved_ms=r[6], reason=r[7], origin=r[8],
+                         affected=tuple(r[9].split()), postmortem=r[10], postmortem_ms=r[11])
                 for r in rows]
+
+    async def incident(self, incident_id: int) -> Incident | None:
+        found = await self._incidents("WHERE id = ?", (incident_id,))
+        return found[0] if found else None
+
+    async def incident_updates(self, incident_ids: list[int]) -> dict[int, list[IncidentUpdate]]:
+        """The updates of each incident, oldest first (one query for all of them)."""
+        found: dict[int, list[IncidentUpdate]] = {i: [] for i in incident_ids}
+        for chunk in _chunks(incident_ids, 500):
+            rows = await self.fetchall(
+                "SELECT id, incident, status, body, kind, author, created_ms FROM incident_updates"
+                f" WHERE incident IN ({','.join('?' * len(chunk))}) ORDER BY created_ms, id", chunk)
+            for row in rows:
+                found[row[1]].append(IncidentUpdate(*row))
+        return found
 
     async def events_after(self, event_id: int, limit: int = 500) -> list[tuple]:
         return await self.fetchall("SELECT id, at_ms, kind, incident, monitor, reason FROM events"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -70,3 +71,10 @@ def format_latency(ms: float | None) -> str:
     if ms is None:
         return "-"
     return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def iso_utc(ms: int | None) -> str | None:
+    """UTC milliseconds as ISO 8601 with an explicit offset ("2026-11-24T06:30:00.123+00:00")."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")

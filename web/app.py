@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from probe.service import Probe
+from web import admin
 
 PROBE = web.AppKey("probe", Probe)
 
@@ -13,6 +14,7 @@ def create_app(probe: Probe) -> web.Application:
     app[PROBE] = probe
     app.cleanup_ctx.append(_run_probe)
     app.router.add_get("/healthz", healthz)
+    admin.add_routes(app, probe)
     return app
 
 

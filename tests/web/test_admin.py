@@ -1,0 +1,160 @@
+"""The admin API against a real probe, a real SQLite file and a real HTTP client."""
+import time
+import hmac
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from probe.config import load_config
+from probe.models import ResultRecord, Status
+from probe.service import Probe
+from web.app import create_app
+
+TOKEN = "s3cret-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_config(write_config, token=TOKEN):
+    return load_config(write_config(f"""
+        [server]
+        admin_token = "{token}"
+        [storage]
+        path = "probe.db"
+        [[monitors]]
+        id = "web"
+        name = "Website"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 9
+        interval = "1h"
+        timeout = "1s"
+    """))
+
+
+@pytest.fixture
+async def admin(write_config):
+    probe = Probe(make_config(write_config), flush_interval=0.01)
+    async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+        probe.scheduler.unschedule("web")  # the test feeds results itself
+        yield client, probe
+
+
+async def test_without_a_token_in_the_config_no_admin_route_exists(write_config):
+    probe = Probe(make_config(write_config, token=""), flush_interval=0.01)
+    async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+        response = await client.get("/api/v1/admin/incidents", headers=AUTH)
+    assert response.status == 404
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                                     {"Authorization": f"Basic {TOKEN}"}])
+async def test_it_answers_401_in_the_json_error_shape_without_the_right_token(admin, headers):
+    client, _ = admin
+    response = await client.post("/api/v1/admin/incidents", json={"title": "x"}, headers=headers)
+    assert response.status == 401
+    assert await response.json() == {"error": "a valid admin token is required", "status": 401}
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_it_compares_the_token_in_constant_time(admin, monkeypatch):
+    client, _ = admin
+    seen, real = [], hmac.compare_digest
+
+    def spy(a, b):
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("web.admin.hmac.compare_digest", spy)
+    await client.get("/api/v1/admin/incidents", headers={"Authorization": "Bearer guess"})
+    assert seen == [(b"guess", TOKEN.encode())]
+
+
+async def test_a_client_that_keeps_failing_is_refused_even_with_the_right_token(admin):
+    client, _ = admin
+    for _ in range(10):
+        assert (await client.get("/api/v1/admin/incidents", headers={"Authorization": "Bearer no"})).status == 401
+    response = await client.get("/api/v1/admin/incidents", headers=AUTH)
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert (await response.json())["status"] == 429
+
+
+async def test_an_operator_takes_an_incident_from_open_to_postmortem(admin):
+    client, probe = admin
+    opened = await client.post("/api/v1/admin/incidents", headers=AUTH, json={
+        "title": "Payments are slow", "impact": "minor", "monitors": ["web"]})
+    assert opened.status == 201
+    incident = await opened.json()
+    path = f"/api/v1/admin/incidents/{incident['id']}"
+    early = await client.put(path + "/postmortem", headers=AUTH, json={"body": "# Summary"})
+    assert early.status == 409
+    for status, body in [("identified", "A bad deploy."), ("monitoring", None), ("resolved", "All good.")]:
+        response = await client.post(path + "/updates", headers=AUTH, json={"status": status, "body": body}
+                                     if body else {"status": status})
+        assert response.status == 201, await response.text()
+    done = await (await client.put(path + "/postmortem", headers=AUTH,
+                                   json={"body": "# Summary\n<script>x</script>"})).json()
+
+    assert done["status"] == "resolved" and done["resolved_at"] is not None
+    assert done["monitors"] == ["web"] and done["impact"] == "minor" and done["origin"] == "manual"
+    assert done["postmortem"] == "# Summary\n<script>x</script>"  # stored as written; pages escape it
+    assert [(u["status"], u["body"]) for u in done["updates"]] == [
+        ("investigating", None), ("identified", "A bad deploy."), ("monitoring", None), ("resolved", "All good.")]
+    stored = await probe.store.incident(incident["id"])
+    assert stored.postmortem_ms is not None and stored.affected == ("web",)
+    kinds = [row[2] for row in await probe.store.events_after(0)]
+    assert kinds == ["open", "update", "update", "resolve", "postmortem"]
+    again = await client.post(path + "/updates", headers=AUTH, json={"status": "monitoring"})
+    assert again.status == 409
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"impact": "major"}, "title is required"),
+    ({"title": "x", "impact": "huge"}, "impact must be one of none, minor, major, critical (got 'huge')"),
+    ({"title": "x", "monitors": ["nope"]}, "unknown monitor 'nope'"),
+    ({"title": "x", "status": "resolved"}, "status must be one of investigating, identified, monitoring "
+                                           "(got 'resolved')"),
+    ({"title": "x", "colour": "red"}, "unknown field 'colour' (expected title, impact, monitors, status, body)"),
+    ({"title": 5}, "title must be a str"),
+    ({"title": "x" * 201}, "title is too long (201 characters; at most 200)"),
+])
+async def test_it_refuses_a_bad_request_with_a_clear_message(admin, body, error):
+    client, _ = admin
+    response = await client.post("/api/v1/admin/incidents", headers=AUTH, json=body)
+    assert response.status == 400
+    assert await response.json() == {"error": error, "status": 400}
+
+
+async def test_unknown_incidents_and_non_json_bodies_get_the_json_error_shape(admin):
+    client, _ = admin
+    missing = await client.post("/api/v1/admin/incidents/999/updates", headers=AUTH, json={"status": "monitoring"})
+    assert (missing.status, await missing.json()) == (404, {"error": "incident not found", "status": 404})
+    bad = await client.post("/api/v1/admin/incidents", headers=AUTH, data=b"{not json")
+    assert (bad.status, (await bad.json())["error"]) == (400, "the request body must be a JSON object")
+
+
+def down(ts_ms):
+    return ResultRecord("web", ts_ms, ts_ms, Status.DOWN, "connection refused by 127.0.0.1:9")
+
+
+async def test_a_human_title_and_status_on_an_automatic_incident_survive_the_engine(admin):
+    client, probe = admin
+    monitor = probe.config.monitor("web")
+    t0 = int(time.time() * 1000) - 120_000
+    for i in range(2):
+        probe.record(monitor, down(t0 + i * 60_000))
+    await probe.store.flush()
+    (incident,) = await probe.store.open_incidents()
+    path = f"/api/v1/admin/incidents/{incident.id}"
+    assert (await client.patch(path, headers=AUTH, json={"title": "Website is unreachable"})).status == 200
+    assert (await client.post(path + "/updates", headers=AUTH, json={"status": "identified"})).status == 201
+    now = int(time.time() * 1000)
+    probe.record(monitor, down(now + 1))  # the engine carries on with its own copy
+    probe.record(monitor, ResultRecord("web", now + 2, now + 2, Status.UP, "connected"))
+    await probe.store.flush()
+    final = await (await client.get(path, headers=AUTH)).json()
+    assert final["title"] == "Website is unreachable"
+    assert [u["kind"] for u in final["updates"]] == ["open", "update", "resolve"]
+    assert [u["status"] for u in final["updates"]] == ["investigating", "identified", "resolved"]
+    listed = await (await client.get("/api/v1/admin/incidents?open=true", headers=AUTH)).json()
+    assert listed["incidents"] == []

@@ -1,0 +1,185 @@
+"""The admin API: /api/v1/admin/..., for operators and the `probe incident` CLI.
+
+It exists only when `[server] admin_token` is set. The token is compared in constant
+time; a client that keeps failing is refused for a while (429) so the token cannot be
+guessed by brute force.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections import defaultdict, deque
+
+from aiohttp import web
+
+from probe.models import Incident, IncidentUpdate
+from probe.operator import NewIncident, Operator, OperatorError
+from probe.units import iso_utc
+
+FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
+OPERATOR = web.AppKey("operator", Operator)
+GUARD = web.AppKey("admin_guard", "TokenGuard")
+
+
+class TokenGuard:
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def check(self, request: web.Request) -> None:
+        client = request.remote or "?"
+        recent = self._recent_failures(client)
+        if len(recent) >= FAILURES_ALLOWED:
+            retry = int(recent[0] + FAILURE_WINDOW_S - time.monotonic()) + 1
+            raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(retry)})
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
+            return
+        recent.append(time.monotonic())
+        raise _error(401, "a valid admin token is required", {"WWW-Authenticate": 'Bearer realm="probe admin"'})
+
+    def _recent_failures(self, client: str) -> deque[float]:
+        recent = self._failures[client]
+        while recent and recent[0] < time.monotonic() - FAILURE_WINDOW_S:
+            recent.popleft()
+        return recent
+
+
+def add_routes(app: web.Application, probe) -> None:
+    token = probe.config.server.admin_token
+    if not token:
+        return  # no token, no admin surface at all
+    app[OPERATOR] = Operator(probe)
+    app[GUARD] = TokenGuard(token)
+    base = "/api/v1/admin"
+    app.router.add_get(f"{base}/incidents", _guarded(list_incidents))
+    app.router.add_post(f"{base}/incidents", _guarded(open_incident))
+    app.router.add_get(f"{base}/incidents/{{id}}", _guarded(get_incident))
+    app.router.add_patch(f"{base}/incidents/{{id}}", _guarded(edit_incident))
+    app.router.add_post(f"{base}/incidents/{{id}}/updates", _guarded(post_update))
+    app.router.add_put(f"{base}/incidents/{{id}}/postmortem", _guarded(publish_postmortem))
+
+
+def _guarded(handler):
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            request.app[GUARD].check(request)
+            return await handler(request, request.app[OPERATOR])
+        except OperatorError as exc:
+            raise _error(exc.status, exc.message) from None
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+async def list_incidents(request: web.Request, operator: Operator) -> web.Response:
+    store = operator.probe.store
+    await store.flush()
+    if request.query.get("open") in ("1", "true"):
+        incidents = await store.open_incidents()
+    else:
+        incidents = await store.incidents(limit=_int_query(request, "limit", 50, 1, 500))
+    updates = await store.incident_updates([i.id for i in incidents])
+    return _json({"incidents": [incident_json(i, updates[i.id]) for i in incidents]})
+
+
+async def get_incident(request: web.Request, operator: Operator) -> web.Response:
+    incident = await operator._current(_incident_id(request))
+    updates = await operator.probe.store.incident_updates([incident.id])
+    return _json(incident_json(incident, updates[incident.id]))
+
+
+async def open_incident(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"title": str, "impact": str, "monitors": list, "status": str, "body": str})
+    if not all(isinstance(m, str) for m in body.get("monitors", [])):
+        raise OperatorError("monitors must be a list of monitor ids")
+    body["monitors"] = tuple(body.get("monitors", ()))
+    incident = await operator.open(NewIncident(**body), author=_author(request))
+    return await _answer(operator, incident, 201)
+
+
+async def post_update(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"status": str, "body": str}, required=("status",))
+    incident = await operator.update(_incident_id(request), body["status"], body.get("body"), _author(request))
+    return await _answer(operator, incident, 201)
+
+
+async def edit_incident(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"title": str, "impact": str})
+    incident = await operator.edit(_incident_id(request), body.get("title"), body.get("impact"), _author(request))
+    return await _answer(operator, incident)
+
+
+async def publish_postmortem(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"body": str}, required=("body",))
+    incident = await operator.postmortem(_incident_id(request), body["body"], _author(request))
+    return await _answer(operator, incident)
+
+
+async def _answer(operator: Operator, incident: Incident, status: int = 200) -> web.Response:
+    updates = await operator.probe.store.incident_updates([incident.id])
+    return _json(incident_json(incident, updates[incident.id]), status)
+
+
+def incident_json(incident: Incident, updates: list[IncidentUpdate]) -> dict:
+    return {
+        "id": incident.id, "title": incident.title, "origin": incident.origin,
+        "impact": incident.impact.value, "status": incident.status,
+        "monitors": list(incident.monitor_ids), "reason": incident.reason,
+        "started_at": iso_utc(incident.started_ms), "resolved_at": iso_utc(incident.resolved_ms),
+        "postmortem": incident.postmortem or None, "postmortem_at": iso_utc(incident.postmortem_ms),
+        "updates": [{"id": u.id, "status": u.status, "body": u.body, "kind": u.kind, "author": u.author,
+                     "created_at": iso_utc(u.created_ms)} for u in updates],
+    }
+
+
+async def _body(request: web.Request, fields: dict[str, type], required: tuple[str, ...] = ()) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise OperatorError("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise OperatorError("the request body must be a JSON object")
+    for key, value in body.items():
+        if key not in fields:
+            raise OperatorError(f"unknown field {key!r} (expected {', '.join(fields)})")
+        if not isinstance(value, fields[key]):
+            raise OperatorError(f"{key} must be a {fields[key].__name__}")
+    for key in required:
+        if key not in body:
+            raise OperatorError(f"{key} is required")
+    return body
+
+
+def _incident_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise OperatorError("incident not found", 404)
+    return int(raw)
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise OperatorError(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _author(request: web.Request) -> str:
+    return request.headers.get("X-Probe-Author", "operator")[:80] or "operator"
+
+
+def _json(data: dict, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+_ERRORS = {cls.status_code: cls for cls in (web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPNotFound,
+                                            web.HTTPConflict, web.HTTPTooManyRequests)}
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.HTTPException:
+    """The one JSON error shape of every API route: {"error": ..., "status": ...}."""
+    return _ERRORS[status](text=json.dumps({"error": message, "status": status}),
+                           content_type="application/json", headers=headers)
