@@ -597,6 +597,26 @@ class Store:
             out.update((row[0], row[1:]) for row in rows)
         return out
 
+    async def rollup_series(self, monitor_ids: list[str], res: int, start_ms: int, end_ms: int
+                            ) -> dict[str, list[tuple]]:
+        """Per monitor, its buckets in [start, end) oldest first, for many monitors in one query:
+        (start, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum, lat_hist)."""
+        mids = [self.monitor_ids[m] for m in monitor_ids if m in self.monitor_ids]
+        out: dict[str, list[tuple]] = {m: [] for m in monitor_ids}
+        for chunk in _chunks(mids, 900):
+            rows = await self.fetchall(
+                "SELECT monitor, start, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum,"
+                f" lat_hist FROM rollups WHERE monitor IN ({','.join('?' * len(chunk))}) AND res=?"
+                " AND start>=? AND start<? ORDER BY monitor, start", (*chunk, res, start_ms, end_ms))
+            for row in rows:
+                out[self.monitor_keys[row[0]]].append(row[1:])
+        return out
+
+    async def incidents_between(self, start_ms: int, end_ms: int, limit: int = 1000) -> list[Incident]:
+        """Incidents that were open at some time in [start, end), newest first."""
+        return await self._incidents("WHERE started_ms < ? AND (resolved_ms IS NULL OR resolved_ms >= ?)"
+                                     " ORDER BY started_ms DESC LIMIT ?", (end_ms, start_ms, limit))
+
     async def rollup_rows(self, monitor_id: str, res: int, start_ms: int, end_ms: int) -> list[sqlite3.Row]:
         """Every rollup row of one monitor in [start, end), oldest first, as dicts."""
         mid = self.monitor_ids.get(monitor_id)

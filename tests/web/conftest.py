@@ -1,0 +1,24 @@
+"""A running status page over generated history, shared by the page and API tests."""
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from probe.config import load_config
+from probe.service import Probe
+from tests.web.history import make_history
+from web.app import create_app
+
+
+async def serve(path):
+    probe = Probe(load_config(path), flush_interval=0.05)
+    client = TestClient(TestServer(create_app(probe), host="127.0.0.1"))
+    await client.start_server()
+    for monitor_id in probe.scheduler.monitor_ids():
+        probe.scheduler.unschedule(monitor_id)  # the history is the test's; no live checks
+    return client, probe
+
+
+@pytest.fixture
+async def site(write_config):
+    client, probe = await serve(await make_history(write_config))
+    yield client, probe
+    await client.close()

@@ -1,0 +1,119 @@
+"""The status page and its APIs over 90 days of generated history, through a real server."""
+import re
+
+import pytest
+
+from tests.web.conftest import serve
+from tests.web.history import PRIVATE_HOST, PRIVATE_NAME, XSS, make_history
+
+
+def monitor_block(html: str, monitor_id: str) -> str:
+    start = html.index(f'id="m-{monitor_id}"')
+    return html[start:html.index("</article>", start)]
+
+
+async def test_the_page_shows_the_banner_bars_and_a_down_monitor(site):
+    client, _ = site
+    response = await client.get("/")
+    html = await response.text()
+    assert response.status == 200
+    assert "Partial Outage" in html  # db is down, the others are up
+    for monitor_id in ("api", "web", "db"):
+        assert monitor_block(html, monitor_id).count('class="cell ') == 90
+    db = monitor_block(html, "db")
+    assert 'data-status="down"' in db and "Down" in db
+    assert "Database is down" in html  # the active incident, with its generated title
+    assert "We are currently investigating this issue." in html
+
+
+async def test_availability_on_the_page_comes_from_the_stored_history(site):
+    client, _ = site
+    api = monitor_block(await (await client.get("/")).text(), "api")
+    figures = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", api))
+    # One hour down ten days ago: 1 - 1/720 over 30 days, 1 - 1/2160 over 90 days.
+    assert figures == {"24 hours": "100.00%", "30 days": "99.86%", "90 days": "99.95%"}
+    assert "<polyline" in api  # the response-time sparkline, drawn on the server
+    (down_day,) = re.findall(r'class="cell l-major"[^>]*data-tip="([^"]+)"', api)
+    assert "60 min down" in down_day and "Public API is down" in down_day
+
+
+async def test_text_from_the_config_is_inert(site):
+    client, _ = site
+    html = await (await client.get("/")).text()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+async def test_the_page_is_rendered_once_for_a_crowd_and_answers_304_to_a_known_etag(site):
+    client, _ = site
+    first = await client.get("/")
+    for _ in range(20):
+        assert (await client.get("/")).status == 200
+    again = await client.get("/", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304
+    assert "max-age" in first.headers["Cache-Control"]
+    assert client.app[__import__("web.page").page.CACHE].renders == 1
+
+
+async def test_the_zh_cn_page_speaks_chinese(write_config):
+    client, _ = await serve(await make_history(write_config, language="zh-CN", days=3))
+    try:
+        html = await (await client.get("/")).text()
+    finally:
+        await client.close()
+    assert '<html lang="zh-CN">' in html
+    assert "部分服务中断" in html and "中断" in monitor_block(html, "db")
+    assert "Partial Outage" not in html
+
+
+async def public_paths(client):
+    incidents = (await (await client.get("/api/v1/incidents?limit=100")).json())["incidents"]
+    paths = ["/", "/history", "/monitors/api", "/monitors/db", "/api/v1/status", "/api/v1/monitors/api",
+             "/api/v1/monitors/db/results?limit=5000", "/api/v1/incidents", "/api/v1/maintenance"]
+    paths += [f"/incidents/{i['id']}" for i in incidents]
+    paths += [f"/api/v2/{name}" for name in __import__("web.statuspage").statuspage.ROUTES]
+    return paths
+
+
+async def test_no_public_route_names_the_private_monitor_or_its_target(site):
+    client, probe = site
+    incidents = await probe.store.incidents("secret")
+    assert incidents  # the private monitor did have an incident...
+    for path in await public_paths(client):
+        response = await client.get(path)
+        body = await response.text()
+        assert response.status == 200, path
+        assert PRIVATE_NAME not in body and PRIVATE_HOST not in body and "secret" not in body, path
+    for path in ("/monitors/secret", "/api/v1/monitors/secret", "/api/v1/monitors/secret/results",
+                 f"/incidents/{incidents[0].id}"):
+        assert (await client.get(path)).status == 404, path  # ...that is as unknown as a missing one
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/api/v1/monitors/nope", "monitor not found"),
+    ("/api/v1/monitors/secret/results", "monitor not found"),
+    ("/api/v1/monitors/api/results?limit=0", "limit must be a whole number from 1 to 5000"),
+    ("/api/v1/monitors/api/results?since=yesterday", "since must be an ISO 8601 time or milliseconds since 1970"),
+    ("/api/v2/nothing.json", "not found"),
+])
+async def test_api_errors_share_one_json_shape(site, path, error):
+    client, _ = site
+    response = await client.get(path)
+    assert response.content_type == "application/json"
+    assert await response.json() == {"error": error, "status": response.status}
+    assert response.status in (400, 404)
+
+
+async def test_results_can_be_read_back_for_a_window(site):
+    client, _ = site
+    doc = await (await client.get("/api/v1/monitors/db/results?since=" + "0" + "&limit=3")).json()
+    assert [r["status"] for r in doc["results"]] == ["down", "down", "down"]
+    assert all(r["reason"] is None for r in doc["results"])  # show_target is off: no host in reasons
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$", doc["results"][0]["time"])
+
+
+async def test_a_degraded_day_is_marked_on_the_bar_but_counts_as_available(site):
+    client, _ = site
+    web = monitor_block(await (await client.get("/")).text(), "web")
+    (day,) = re.findall(r'class="cell l-minor"[^>]*data-tip="([^"]+)"', web)
+    assert "100.00%" in day and "No downtime" in day and "120 min degraded" in day

@@ -1,0 +1,67 @@
+"""A few seconds of cache for rendered public responses, so a flood costs one render.
+
+Concurrent misses for the same key share one render (no stampede when an outage sends
+everyone to the page at once). Responses carry an ETag and answer 304 to a match.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    content_type: str
+    etag: str
+    at: float
+    status: int = 200
+
+
+class RenderCache:
+    def __init__(self, ttl: float = TTL_S) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, Rendered] = {}
+        self._pending: dict[str, asyncio.Future] = {}
+        self.renders = 0
+
+    async def get(self, key: str, render: Callable[[], Awaitable[tuple[bytes, str]]]) -> Rendered:
+        entry = self._entries.get(key)
+        if entry is not None and time.monotonic() - entry.at < self.ttl:
+            return entry
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            body, content_type = await render()
+            self.renders += 1
+            entry = Rendered(body, content_type, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+                             time.monotonic())
+            if len(self._entries) > 1000:  # query strings are visitor-chosen: bound the memory
+                self._entries.clear()
+            self._entries[key] = entry
+            future.set_result(entry)
+            return entry
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody logs it twice
+            raise
+        finally:
+            del self._pending[key]
+
+
+def respond(request: web.Request, entry: Rendered, max_age: int = 5) -> web.Response:
+    headers = {"ETag": entry.etag, "Cache-Control": f"public, max-age={max_age}"}
+    if request.headers.get("If-None-Match") == entry.etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=entry.body, status=entry.status, headers=headers, content_type=entry.content_type,
+                        charset="utf-8")

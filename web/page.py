@@ -1,0 +1,131 @@
+"""The status page: /, /monitors/{id}, /incidents/{id}, /history. Server-rendered, cached."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from aiohttp import web
+
+from probe.operator import display_title
+from probe.store import DAILY, HOURLY
+from probe.units import now_ms
+from web import public
+from web.cache import RenderCache, respond
+from web.render import OVERALL_ICON, environment, page_globals
+
+ENV = web.AppKey("jinja", object)
+CACHE = web.AppKey("page_cache", RenderCache)
+HISTORY_PAGE = 20
+DAY_MS = 86_400_000
+
+
+def add_routes(app: web.Application) -> None:
+    app[ENV] = environment()
+    app[CACHE] = RenderCache()
+    app.router.add_get("/", index)
+    app.router.add_get("/monitors/{id}", monitor_page)
+    app.router.add_get("/incidents/{id}", incident_page)
+    app.router.add_get("/history", history_page)
+    app.router.add_static("/static", public.__file__.rsplit("/", 1)[0] + "/static", append_version=False)
+
+
+def _probe(request: web.Request):
+    from web.app import PROBE
+    return request.app[PROBE]
+
+
+def render(request: web.Request, template: str, **context) -> bytes:
+    probe = _probe(request)
+    language = probe.config.page.language
+    html = request.app[ENV].get_template(template).render(**page_globals(probe.config, language), **context)
+    return html.encode()
+
+
+async def _cached(request: web.Request, build) -> web.Response:
+    entry = await request.app[CACHE].get(request.path_qs, build)
+    return respond(request, entry)
+
+
+async def index(request: web.Request) -> web.Response:
+    async def build():
+        probe = _probe(request)
+        view = await public.build_view(probe, language=probe.config.page.language)
+        return render(request, "index.html", view=view, overall_icon=OVERALL_ICON[view.overall]), "text/html"
+    return await _cached(request, build)
+
+
+async def monitor_page(request: web.Request) -> web.Response:
+    probe = _probe(request)
+    monitor_id = request.match_info["id"]
+    if not public.is_public(probe, monitor_id):
+        raise web.HTTPNotFound(text="monitor not found")
+
+    async def build():
+        now = now_ms()
+        view = await public.build_view(probe, now, probe.config.page.language)
+        m = view.monitor(monitor_id)
+        hourly = await probe.store.rollup_series([monitor_id], HOURLY, now - 7 * DAY_MS, now + 1)
+        daily = await probe.store.rollup_series([monitor_id], DAILY, now - 90 * DAY_MS, now + 1)
+        incidents = [i for i in view.incidents if monitor_id in i.incident.monitor_ids]
+        return render(request, "monitor.html", m=m, months=await _months(probe, monitor_id, now),
+                      hourly=public.percentiles(hourly[monitor_id]), daily=public.percentiles(daily[monitor_id]),
+                      incidents=incidents), "text/html"
+    return await _cached(request, build)
+
+
+async def _months(probe, monitor_id: str, now: int) -> list[tuple[str, str]]:
+    """Availability of each of the last 12 calendar months (page time zone)."""
+    from probe.stats import format_availability
+    calendar, mode = probe.store.calendar, probe.config.stats.maintenance
+    today = calendar.date_of(now)
+    out = []
+    for back in range(12):
+        year, month = divmod(today.year * 12 + today.month - 1 - back, 12)
+        start, end = calendar.month_bounds(year, month + 1)
+        d = (await probe.stats.durations([monitor_id], start, min(end, now), now)).get(monitor_id)
+        value = d.availability(mode) if d else None
+        label = date(year, month + 1, 1).strftime("%Y-%m")
+        out.append((label, format_availability(value, d.downtime_ms(mode)) if value is not None else ""))
+    return out
+
+
+async def incident_page(request: web.Request) -> web.Response:
+    probe = _probe(request)
+    raw = request.match_info["id"]
+    incident = await probe.store.incident(int(raw)) if raw.isdigit() and len(raw) < 18 else None
+    if incident is None or not public._incident_is_public(probe, incident):
+        raise web.HTTPNotFound(text="incident not found")
+
+    async def build():
+        view = await _incident_view(probe, incident)
+        return render(request, "incident.html", view=view), "text/html"
+    return await _cached(request, build)
+
+
+async def _incident_view(probe, incident) -> public.IncidentView:
+    language = probe.config.page.language
+    monitors = {m.id: m for m in public.public_monitors(probe)}
+    affected = [public.MonitorView(m.id, m.display_name, m.group, "", "", "", None, None, None, {}, {})
+                for key, m in monitors.items() if key in incident.monitor_ids]
+    updates = (await probe.store.incident_updates([incident.id]))[incident.id]
+    name = affected[0].name if affected else ""
+    return public.IncidentView(incident, display_title(incident, name, language), affected, updates)
+
+
+async def history_page(request: web.Request) -> web.Response:
+    probe = _probe(request)
+    before = request.query.get("before", "")
+    if before and not before.isdigit():
+        raise web.HTTPBadRequest(text="before must be a time in milliseconds")
+    before_ms = int(before) if before else None
+
+    async def build():
+        found = await probe.store.incidents(limit=HISTORY_PAGE * 3, before_ms=before_ms)
+        shown = [i for i in found if public._incident_is_public(probe, i)][:HISTORY_PAGE]
+        views = [await _incident_view(probe, i) for i in shown]
+        months: dict[str, list] = {}
+        for view in views:
+            key = datetime.fromtimestamp(view.incident.started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
+            months.setdefault(key, []).append(view)
+        older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
+        return render(request, "history.html", months=list(months.items()), older=older), "text/html"
+    return await _cached(request, build)

@@ -1,0 +1,223 @@
+"""What the public may see, computed once per render: monitors, statuses, bars, figures.
+
+Everything public (page, JSON APIs, Statuspage routes) is built from `PublicView`, so
+the rule "private monitors appear nowhere, targets only with show_target" lives here
+and nowhere else. Queries are batched over all monitors: one per rollup series and
+one per availability window, whatever the number of monitors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from probe import histogram
+from probe.maintenance import MaintenanceWindow
+from probe.models import Incident, IncidentUpdate, Status
+from probe.operator import display_title
+from probe.stats import Durations, format_availability
+from probe.store import DAILY, HOURLY
+from probe.units import now_ms
+
+DAY_MS, HOUR_MS = 86_400_000, 3_600_000
+WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
+BAR_DAYS = 90
+STALE_AFTER_INTERVALS = 3  # a monitor whose last result is older than this many intervals is "unknown"
+
+# Worst first: the overall status is the worst of its monitors'.
+OVERALL = ("major_outage", "partial_outage", "degraded", "maintenance", "operational")
+
+
+@dataclass
+class DayCell:
+    day: date
+    availability: float | None
+    label: str  # "99.95%" or "" when there is no data
+    down_minutes: int
+    degraded_minutes: int
+    level: str  # up | minor | major | nodata
+    incidents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MonitorView:
+    id: str
+    name: str
+    group: str
+    description: str
+    status: str  # up | degraded | down | maintenance | unknown
+    reason: str  # shown only with show_target (a reason may name the host)
+    target: str | None
+    last_checked_ms: int | None
+    latency_ms: float | None
+    uptime: dict[str, float | None]
+    uptime_label: dict[str, str]
+    days: list[DayCell] = field(default_factory=list)
+    sparkline: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class IncidentView:
+    incident: Incident
+    title: str
+    monitors: list[MonitorView]
+    updates: list[IncidentUpdate]
+
+
+@dataclass
+class PublicView:
+    now_ms: int
+    overall: str
+    monitors: list[MonitorView]
+    incidents: list[IncidentView]  # public incidents of the last 90 days, newest first
+    maintenance: list[MaintenanceWindow]
+
+    @property
+    def groups(self) -> list[tuple[str, list[MonitorView]]]:
+        order: dict[str, list[MonitorView]] = {}
+        for monitor in self.monitors:
+            order.setdefault(monitor.group, []).append(monitor)
+        return list(order.items())
+
+    @property
+    def active_incidents(self) -> list[IncidentView]:
+        return [i for i in self.incidents if i.incident.is_open]
+
+    def monitor(self, monitor_id: str) -> MonitorView | None:
+        return next((m for m in self.monitors if m.id == monitor_id), None)
+
+
+def public_monitors(probe) -> list:
+    return [m for m in probe.config.monitors if m.public]
+
+
+def is_public(probe, monitor_id: str) -> bool:
+    monitor = probe.config.monitor(monitor_id)
+    return monitor is not None and monitor.public
+
+
+async def build_view(probe, now: int | None = None, language: str = "en") -> PublicView:
+    now = now if now is not None else now_ms()
+    monitors = public_monitors(probe)
+    ids = [m.id for m in monitors]
+    mode = probe.config.stats.maintenance
+    uptime = {name: await probe.stats.durations(ids, now - span, now, now) for name, span in WINDOWS.items()}
+    bar_start = probe.store.calendar.local_midnight(probe.store.calendar.date_of(now) - timedelta(days=BAR_DAYS - 1))
+    daily = await probe.store.rollup_series(ids, DAILY, bar_start, now + 1)
+    hourly = await probe.store.rollup_series(ids, HOURLY, now - DAY_MS, now + 1)
+    windows = probe.maintenance_between(now - 90 * DAY_MS, now + 30 * DAY_MS)
+    views = [_monitor_view(probe, m, now, {w: uptime[w].get(m.id) for w in WINDOWS}, mode,
+                           _in_maintenance(windows, m.id, now)) for m in monitors]
+    by_id = {v.id: v for v in views}
+    incidents = await _incident_views(probe, by_id, now - 90 * DAY_MS, now, language)
+    for view in views:
+        view.days = _day_cells(probe, daily[view.id], bar_start, now, mode, incidents, view.id)
+        view.sparkline = _sparkline(hourly[view.id], now)
+    return PublicView(now, overall_status([v.status for v in views]), views, incidents, windows)
+
+
+def overall_status(statuses: list[str]) -> str:
+    if not statuses:
+        return "operational"
+    down = statuses.count("down")
+    if down and down == len(statuses):
+        return "major_outage"
+    if down:
+        return "partial_outage"
+    if "degraded" in statuses:
+        return "degraded"
+    if "maintenance" in statuses:
+        return "maintenance"
+    return "operational"
+
+
+def _monitor_view(probe, monitor, now: int, durations: dict[str, Durations | None], mode: str,
+                  in_maintenance: bool) -> MonitorView:
+    latest = probe.latest.get(monitor.id)
+    status = "unknown"
+    if latest is not None and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
+        status = latest.status.label
+    if in_maintenance:
+        status = "maintenance"
+    uptime = {w: (d.availability(mode) if d else None) for w, d in durations.items()}
+    labels = {w: format_availability(uptime[w], d.downtime_ms(mode)) if d and uptime[w] is not None else ""
+              for w, d in durations.items()}
+    return MonitorView(
+        id=monitor.id, name=monitor.display_name, group=monitor.group, description=monitor.description,
+        status=status, reason=latest.reason if latest and monitor.show_target else "",
+        target=monitor.make_check().target() if monitor.show_target else None,
+        last_checked_ms=latest.ts_ms if latest else None,
+        latency_ms=latest.latency_ms if latest and latest.status is not Status.DOWN else None,
+        uptime=uptime, uptime_label=labels)
+
+
+def _in_maintenance(windows: list[MaintenanceWindow], monitor_id: str, now: int) -> bool:
+    return any(w.covers(monitor_id, now) for w in windows)
+
+
+def _day_cells(probe, rows: list[tuple], bar_start: int, now: int, mode: str,
+               incidents: list[IncidentView], monitor_id: str) -> list[DayCell]:
+    calendar = probe.store.calendar
+    by_start = {row[0]: row for row in rows}
+    cells, day = [], calendar.date_of(bar_start)
+    for _ in range(BAR_DAYS):
+        start = calendar.local_midnight(day)
+        end = calendar.local_midnight(day + timedelta(days=1))
+        row = by_start.get(start)
+        d = Durations(*row[1:6]) if row else Durations()
+        if start <= now < end:  # today: add the newest result's open interval
+            d = d + probe.stats._open_interval(probe.store.monitor_ids.get(monitor_id, -1), start, end, now)
+        value = d.availability(mode)
+        down = d.downtime_ms(mode)
+        names = [i.title for i in incidents if monitor_id in i.incident.monitor_ids
+                 and i.incident.started_ms < end and (i.incident.resolved_ms or now) >= start]
+        cells.append(DayCell(day, value, format_availability(value, down) if value is not None else "",
+                             round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms),
+                             names))
+        day += timedelta(days=1)
+    return cells
+
+
+def _level(value: float | None, down_ms: float, degraded_ms: float) -> str:
+    """The cell's colour: degraded time counts as available, but the bar still shows it."""
+    if value is None:
+        return "nodata"
+    if down_ms <= 0:
+        return "minor" if degraded_ms > 0 else "up"
+    return "minor" if value >= 0.99 else "major"
+
+
+def _sparkline(rows: list[tuple], now: int) -> list[float | None]:
+    """Mean latency per hour over the last 24 hours (None for hours without checks)."""
+    means = {row[0]: row[7] / row[6] for row in rows if row[6]}
+    first = now - now % HOUR_MS - 23 * HOUR_MS
+    return [means.get(first + i * HOUR_MS) for i in range(24)]
+
+
+def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float | None]]]:
+    """(bucket start, [p50, p95]) for each rollup row with latencies."""
+    out = []
+    for row in rows:
+        counts = histogram.decode(row[8])
+        out.append((row[0], [histogram.percentile(counts, q) for q in qs] if counts else [None] * len(qs)))
+    return out
+
+
+async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, now: int,
+                          language: str) -> list[IncidentView]:
+    found = await probe.store.incidents_between(start, now + 1)
+    shown = [i for i in found if _incident_is_public(probe, i)]
+    updates = await probe.store.incident_updates([i.id for i in shown])
+    views = []
+    for incident in shown:
+        affected = [monitors[m] for m in incident.monitor_ids if m in monitors]
+        name = affected[0].name if affected else ""
+        views.append(IncidentView(incident, display_title(incident, name, language), affected, updates[incident.id]))
+    return views
+
+
+def _incident_is_public(probe, incident: Incident) -> bool:
+    # An automatic incident is as public as its monitor; an operator's incident was
+    # written for the page, but it names only the public monitors it affects.
+    if incident.monitor_id is not None:
+        return is_public(probe, incident.monitor_id)
+    return True
