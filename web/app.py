@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from probe.service import Probe
-from web import admin, api, page, statuspage
+from web import admin, api, openapi, page, statuspage
 
 PROBE = web.AppKey("probe", Probe)
 log = logging.getLogger("probe.web")
@@ -21,6 +21,7 @@ def create_app(probe: Probe) -> web.Application:
     page.add_routes(app)
     api.add_routes(app)
     statuspage.add_routes(app)
+    openapi.add_routes(app)
     admin.add_routes(app, probe)
     return app
 

@@ -1,0 +1,101 @@
+"""/api/openapi.json: an OpenAPI 3.1 description of every public route.
+
+Kept truthful by a test that compares its paths with the application's routes.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from probe import __version__
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JSON_OK = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+HTML_OK = {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
+            "description": description}
+
+
+MONITOR_ID = _param("id", "path", {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}, "monitor id")
+TIME = {"type": "string", "description": "ISO 8601 with offset, or milliseconds since 1970"}
+
+
+def _get(summary: str, ok: dict = JSON_OK, params: list | None = None, errors: dict | None = None,
+         tag: str = "status") -> dict:
+    responses = {"200": ok} | (errors or {})
+    operation = {"summary": summary, "tags": [tag], "responses": responses}
+    if params:
+        operation["parameters"] = params
+    return {"get": operation}
+
+
+NOT_FOUND = {"404": _error("monitor not found (unknown or private)")}
+HTML_NOT_FOUND = {"404": {"description": "not found (an HTML page)", "content": {"text/html": {"schema": {"type": "string"}}}}}
+BAD = {"400": _error("a query parameter is not valid")}
+
+PATHS = {
+    "/": _get("The status page", HTML_OK, tag="page"),
+    "/history": _get("Past incidents by month, paged", HTML_OK,
+                     [_param("before", "query", {"type": "integer"}, "page: incidents started before this time (ms)")],
+                     {"400": HTML_NOT_FOUND["404"] | {"description": "before is not valid (an HTML page)"}}, tag="page"),
+    "/monitors/{id}": _get("One monitor's page", HTML_OK, [MONITOR_ID], HTML_NOT_FOUND, tag="page"),
+    "/incidents/{id}": _get("One incident and its timeline", HTML_OK,
+                            [_param("id", "path", {"type": "integer"}, "incident id")],
+                            HTML_NOT_FOUND, tag="page"),
+    "/healthz": _get("200 while the scheduler runs and the database takes writes", JSON_OK,
+                     errors={"503": {"description": "not healthy; the body says why",
+                                     "content": {"application/json": {"schema": {"type": "object"}}}}},
+                     tag="operations"),
+    "/api/openapi.json": _get("This document", tag="operations"),
+    "/api/v1/status": _get("Overall status and every public monitor with uptime for 24h/7d/30d/90d"),
+    "/api/v1/monitors/{id}": _get("One monitor with a daily series for 90 days", params=[MONITOR_ID],
+                                  errors=NOT_FOUND),
+    "/api/v1/monitors/{id}/results": _get("Raw results, newest first", params=[
+        MONITOR_ID, _param("since", "query", TIME, "from (default: 24 hours ago)"),
+        _param("until", "query", TIME, "until (default: now)"),
+        _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 5000}, "at most (default 500)")],
+        errors=NOT_FOUND | BAD),
+    "/api/v1/incidents": _get("Incidents, newest first, paged", params=[
+        _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (default 20)"),
+        _param("before", "query", TIME, "incidents started before this time")], errors=BAD),
+    "/api/v1/maintenance": _get("Maintenance windows from 90 days back to 90 days ahead"),
+}
+for _name, _summary in {
+    "summary.json": "Page, status, components, unresolved incidents, upcoming and active maintenance",
+    "status.json": "Page and overall status (indicator, description)",
+    "components.json": "Components (monitors) and component groups",
+    "incidents.json": "The 50 most recent incidents",
+    "incidents/unresolved.json": "Unresolved incidents",
+    "scheduled-maintenances.json": "Scheduled maintenances",
+    "scheduled-maintenances/upcoming.json": "Maintenances not yet started",
+    "scheduled-maintenances/active.json": "Maintenances in progress or verifying",
+}.items():
+    PATHS[f"/api/v2/{_name}"] = _get(_summary + " (Atlassian Statuspage v2 format)", tag="statuspage-v2")
+
+
+def document(app: web.Application) -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "probe status page API", "version": __version__,
+                 "description": "Public, read-only. Errors share one shape: {\"error\": ..., \"status\": ...}."},
+        "paths": {path: item for path, item in PATHS.items() if _served(app, path)},
+        "components": {"schemas": {"Error": {
+            "type": "object", "required": ["error", "status"],
+            "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}},
+    }
+
+
+def _served(app: web.Application, path: str) -> bool:
+    return any(getattr(r.resource, "canonical", None) == path for r in app.router.routes())
+
+
+def add_routes(app: web.Application) -> None:
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document(request.app), headers={"Cache-Control": "public, max-age=60"})
+    app.router.add_get("/api/openapi.json", openapi)
