@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class Probe:
         self.scheduler = Scheduler(self.run_monitor)
         self.monitors: dict[str, Monitor] = {}
         self.latest: dict[str, ResultRecord] = {}
+        self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
         # Maintenance windows plug in here: (monitor_id, ts_ms) -> in maintenance?
         self.in_maintenance: Callable[[str, int], bool] = lambda monitor_id, ts_ms: False
         self.started_ms: int | None = None
@@ -112,6 +114,7 @@ class Probe:
         if events:
             self.store.submit_events(events)
         self.latest[monitor.id] = record
+        self.check_counts[monitor.id, record.status.label] += 1
 
     async def prune(self) -> None:
         storage = self.config.storage

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from probe.service import Probe
-from web import admin, api, openapi, page, statuspage
+from web import admin, api, badges, feeds, metrics, openapi, page, statuspage
 
 PROBE = web.AppKey("probe", Probe)
 log = logging.getLogger("probe.web")
@@ -22,6 +22,9 @@ def create_app(probe: Probe) -> web.Application:
     api.add_routes(app)
     statuspage.add_routes(app)
     openapi.add_routes(app)
+    badges.add_routes(app)
+    feeds.add_routes(app)
+    metrics.add_routes(app, probe)
     admin.add_routes(app, probe)
     return app
 

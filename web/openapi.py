@@ -66,6 +66,22 @@ PATHS = {
         _param("before", "query", TIME, "incidents started before this time")], errors=BAD),
     "/api/v1/maintenance": _get("Maintenance windows from 90 days back to 90 days ahead"),
 }
+SVG_OK = {"description": "OK", "content": {"image/svg+xml": {"schema": {"type": "string"}}}}
+PATHS |= {
+    "/history.atom": _get("Incidents and maintenance with their updates (Atom 1.0)", {
+        "description": "OK", "content": {"application/atom+xml": {"schema": {"type": "string"}}}}, tag="feeds"),
+    "/history.rss": _get("Incidents and maintenance with their updates (RSS 2.0)", {
+        "description": "OK", "content": {"application/rss+xml": {"schema": {"type": "string"}}}}, tag="feeds"),
+    "/badge/{id}/status.svg": _get("Status badge", SVG_OK, [MONITOR_ID], NOT_FOUND, tag="badges"),
+    "/badge/{id}/uptime.svg": _get("Availability badge", SVG_OK, [MONITOR_ID, _param(
+        "window", "query", {"type": "string", "enum": ["24h", "7d", "30d", "90d"]}, "window (default 30d)")],
+        NOT_FOUND | {"400": _error("window is not one of 24h, 7d, 30d, 90d")}, tag="badges"),
+    "/badge/{id}/latency.svg": _get("Last response time badge", SVG_OK, [MONITOR_ID], NOT_FOUND, tag="badges"),
+    "/metrics": _get("Prometheus metrics for the operator (when [server] metrics = true)", {
+        "description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        errors={"401": {"description": "metrics_token is set and the bearer token is missing or wrong",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}, tag="operations"),
+}
 for _name, _summary in {
     "summary.json": "Page, status, components, unresolved incidents, upcoming and active maintenance",
     "status.json": "Page and overall status (indicator, description)",

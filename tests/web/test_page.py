@@ -69,7 +69,9 @@ async def test_the_zh_cn_page_speaks_chinese(write_config):
 async def public_paths(client):
     incidents = (await (await client.get("/api/v1/incidents?limit=100")).json())["incidents"]
     paths = ["/", "/history", "/monitors/api", "/monitors/db", "/api/v1/status", "/api/v1/monitors/api",
-             "/api/v1/monitors/db/results?limit=5000", "/api/v1/incidents", "/api/v1/maintenance"]
+             "/api/v1/monitors/db/results?limit=5000", "/api/v1/incidents", "/api/v1/maintenance",
+             "/history.atom", "/history.rss", "/api/openapi.json"]
+    paths += [f"/badge/{m}/{kind}.svg" for m in ("api", "web", "db") for kind in ("status", "uptime", "latency")]
     paths += [f"/incidents/{i['id']}" for i in incidents]
     paths += [f"/api/v2/{name}" for name in __import__("web.statuspage").statuspage.ROUTES]
     return paths
