@@ -52,7 +52,8 @@ async def _cached(request: web.Request, draw) -> web.Response:
 
     async def render():
         return svg(*draw(await _monitor(request))).encode(), "image/svg+xml"
-    return respond(request, await request.app[CACHE].get(request.path_qs, render), max_age=30)
+    key = request.path + "?" + request.query.get("window", "")
+    return respond(request, await request.app[CACHE].get(key, render), max_age=30)
 
 
 def _status(m: public.MonitorView) -> tuple[str, str, str]:

@@ -40,8 +40,11 @@ def render(request: web.Request, template: str, **context) -> bytes:
     return html.encode()
 
 
-async def _cached(request: web.Request, build) -> web.Response:
-    entry = await request.app[CACHE].get(request.path_qs, build)
+async def _cached(request: web.Request, build, params: tuple[str, ...] = ()) -> web.Response:
+    """Keyed by path and the parameters the page reads: any other query string is ignored,
+    so visitors cannot make the server render once per request by adding "?x=1"."""
+    key = request.path + "".join(f"&{k}={request.query[k]}" for k in params if k in request.query)
+    entry = await request.app[CACHE].get(key, build)
     return respond(request, entry)
 
 
@@ -128,4 +131,4 @@ async def history_page(request: web.Request) -> web.Response:
             months.setdefault(key, []).append(view)
         older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
         return render(request, "history.html", months=list(months.items()), older=older), "text/html"
-    return await _cached(request, build)
+    return await _cached(request, build, ("before",))
