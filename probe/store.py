@@ -597,16 +597,36 @@ class Store:
             out.update((row[0], row[1:]) for row in rows)
         return out
 
-    async def rollup_series(self, monitor_ids: list[str], res: int, start_ms: int, end_ms: int
-                            ) -> dict[str, list[tuple]]:
+    async def rollup_sums_many(self, monitor_ids: list[int], segments: list[tuple[int, int, int]]
+                               ) -> list[tuple[int, int, tuple]]:
+        """`rollup_sums` for several (res, start, end) segments in one query:
+        (segment index, monitor, sums) for each segment and monitor with rows."""
+        out: list[tuple[int, int, tuple]] = []
+        if not segments:
+            return out
+        for chunk in _chunks(monitor_ids, max(1, 900 - 3 * len(segments))):
+            parts, params = [], list(chunk)
+            for index, (res, lo, hi) in enumerate(segments):
+                parts.append(f"SELECT {index}, monitor, sum(up_ms), sum(degraded_ms), sum(down_ms), sum(maint_ms),"
+                             " sum(maint_good_ms) FROM rollups WHERE monitor IN m AND res=? AND start>=?"
+                             " AND start<? GROUP BY monitor")
+                params += [res, lo, hi]
+            sql = f"WITH m(id) AS (VALUES {','.join(['(?)'] * len(chunk))}) " + " UNION ALL ".join(parts)
+            rows = await self.fetchall(sql, params)
+            out += [(row[0], row[1], row[2:]) for row in rows]
+        return out
+
+    async def rollup_series(self, monitor_ids: list[str], res: int, start_ms: int, end_ms: int,
+                            histograms: bool = True) -> dict[str, list[tuple]]:
         """Per monitor, its buckets in [start, end) oldest first, for many monitors in one query:
-        (start, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum, lat_hist)."""
+        (start, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum, lat_hist).
+        Without `histograms`, lat_hist is '' (reading it is most of the cost of a long series)."""
         mids = [self.monitor_ids[m] for m in monitor_ids if m in self.monitor_ids]
         out: dict[str, list[tuple]] = {m: [] for m in monitor_ids}
         for chunk in _chunks(mids, 900):
             rows = await self.fetchall(
                 "SELECT monitor, start, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum,"
-                f" lat_hist FROM rollups WHERE monitor IN ({','.join('?' * len(chunk))}) AND res=?"
+                f" {'lat_hist' if histograms else chr(39) * 2} FROM rollups WHERE monitor IN ({','.join('?' * len(chunk))}) AND res=?"
                 " AND start>=? AND start<? ORDER BY monitor, start", (*chunk, res, start_ms, end_ms))
             for row in rows:
                 out[self.monitor_keys[row[0]]].append(row[1:])

@@ -31,7 +31,7 @@ async def _entries(request: web.Request) -> tuple[list[dict], str, object]:
     from web.app import PROBE
     probe = request.app[PROBE]
     language = probe.config.page.language
-    view = await public.build_view(probe, language=language)
+    view = await public.build_view(probe, language=language, figures=False)
     base = (probe.config.page.url or f"{request.scheme}://{request.host}").rstrip("/")
     entries = [_incident_entry(i, base, language) for i in view.incidents]
     entries += [_maintenance_entry(w, base, view.now_ms) for w in view.maintenance]

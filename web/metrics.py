@@ -57,8 +57,9 @@ class Snapshot:
         ids = [m.id for m in probe.config.monitors]
         mode = probe.config.stats.maintenance
         availability: dict[str, dict[str, float | None]] = {m: {} for m in ids}
-        for window, span in WINDOWS.items():
-            for monitor_id, d in (await probe.stats.durations(ids, now - span, now, now)).items():
+        spans = {window: (now - span, now) for window, span in WINDOWS.items()}
+        for window, found in (await probe.stats.durations_many(ids, spans, now)).items():
+            for monitor_id, d in found.items():
                 availability[monitor_id][window] = d.availability(mode)
         return cls(probe, availability, now)
 

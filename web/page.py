@@ -95,7 +95,7 @@ async def incident_page(request: web.Request) -> web.Response:
     probe = _probe(request)
     raw = request.match_info["id"]
     incident = await probe.store.incident(int(raw)) if raw.isdigit() and len(raw) < 18 else None
-    if incident is None or not public._incident_is_public(probe, incident):
+    if incident is None or not public.incident_is_public(public.public_ids(probe), incident):
         raise web.HTTPNotFound(text="incident not found")
 
     async def build():
@@ -123,7 +123,8 @@ async def history_page(request: web.Request) -> web.Response:
 
     async def build():
         found = await probe.store.incidents(limit=HISTORY_PAGE * 3, before_ms=before_ms)
-        shown = [i for i in found if public._incident_is_public(probe, i)][:HISTORY_PAGE]
+        ids = public.public_ids(probe)
+        shown = [i for i in found if public.incident_is_public(ids, i)][:HISTORY_PAGE]
         views = [await _incident_view(probe, i) for i in shown]
         months: dict[str, list] = {}
         for view in views:

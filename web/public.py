@@ -7,6 +7,7 @@ one per availability window, whatever the number of monitors.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -27,7 +28,7 @@ STALE_AFTER_INTERVALS = 3  # a monitor whose last result is older than this many
 OVERALL = ("major_outage", "partial_outage", "degraded", "maintenance", "operational")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DayCell:
     day: date
     availability: float | None
@@ -35,7 +36,7 @@ class DayCell:
     down_minutes: int
     degraded_minutes: int
     level: str  # up | minor | major | nodata
-    incidents: list[str] = field(default_factory=list)
+    incidents: tuple[str, ...] = ()
 
 
 @dataclass
@@ -90,28 +91,42 @@ def public_monitors(probe) -> list:
     return [m for m in probe.config.monitors if m.public]
 
 
+def public_ids(probe) -> set[str]:
+    return {m.id for m in probe.config.monitors if m.public}
+
+
 def is_public(probe, monitor_id: str) -> bool:
     monitor = probe.config.monitor(monitor_id)
     return monitor is not None and monitor.public
 
 
-async def build_view(probe, now: int | None = None, language: str = "en") -> PublicView:
+async def build_view(probe, now: int | None = None, language: str = "en", figures: bool = True) -> PublicView:
+    """Without `figures`, no availability, bars or sparklines: statuses and incidents only,
+    which is all the Statuspage routes and the feeds read, at a fraction of the cost."""
     now = now if now is not None else now_ms()
     monitors = public_monitors(probe)
     ids = [m.id for m in monitors]
     mode = probe.config.stats.maintenance
-    uptime = {name: await probe.stats.durations(ids, now - span, now, now) for name, span in WINDOWS.items()}
+    uptime: dict[str, dict] = {name: {} for name in WINDOWS}
+    daily: dict[str, list] = {}
+    hourly: dict[str, list] = {}
     bar_start = probe.store.calendar.local_midnight(probe.store.calendar.date_of(now) - timedelta(days=BAR_DAYS - 1))
-    daily = await probe.store.rollup_series(ids, DAILY, bar_start, now + 1)
-    hourly = await probe.store.rollup_series(ids, HOURLY, now - DAY_MS, now + 1)
+    if figures:
+        spans = {name: (now - span, now) for name, span in WINDOWS.items()}
+        uptime = await probe.stats.durations_many(ids, spans, now)
+        daily = await probe.store.rollup_series(ids, DAILY, bar_start, now + 1, histograms=False)
+        hourly = await probe.store.rollup_series(ids, HOURLY, now - DAY_MS, now + 1, histograms=False)
     windows = probe.maintenance_between(now - 90 * DAY_MS, now + 30 * DAY_MS)
     views = [_monitor_view(probe, m, now, {w: uptime[w].get(m.id) for w in WINDOWS}, mode,
                            _in_maintenance(windows, m.id, now)) for m in monitors]
     by_id = {v.id: v for v in views}
     incidents = await _incident_views(probe, by_id, now - 90 * DAY_MS, now, language)
-    for view in views:
-        view.days = _day_cells(probe, daily[view.id], bar_start, now, mode, incidents, view.id)
-        view.sparkline = _sparkline(hourly[view.id], now)
+    if figures:
+        days = _bar_days(probe.store.calendar, bar_start)
+        by_monitor = _incident_spans(incidents, now)
+        for view in views:
+            view.days = _day_cells(probe, daily[view.id], days, now, mode, by_monitor.get(view.id, []), view.id)
+            view.sparkline = _sparkline(hourly[view.id], now)
     return PublicView(now, overall_status([v.status for v in views]), views, incidents, windows)
 
 
@@ -154,27 +169,48 @@ def _in_maintenance(windows: list[MaintenanceWindow], monitor_id: str, now: int)
     return any(w.covers(monitor_id, now) for w in windows)
 
 
-def _day_cells(probe, rows: list[tuple], bar_start: int, now: int, mode: str,
-               incidents: list[IncidentView], monitor_id: str) -> list[DayCell]:
-    calendar = probe.store.calendar
-    by_start = {row[0]: row for row in rows}
-    cells, day = [], calendar.date_of(bar_start)
-    for _ in range(BAR_DAYS):
-        start = calendar.local_midnight(day)
-        end = calendar.local_midnight(day + timedelta(days=1))
-        row = by_start.get(start)
-        d = Durations(*row[1:6]) if row else Durations()
+def _bar_days(calendar, bar_start: int) -> list[tuple[date, int, int]]:
+    """(day, local midnight, next local midnight) for each cell: the same for every monitor."""
+    day = calendar.date_of(bar_start)
+    edges = [calendar.local_midnight(day + timedelta(days=k)) for k in range(BAR_DAYS + 1)]
+    return [(day + timedelta(days=k), edges[k], edges[k + 1]) for k in range(BAR_DAYS)]
+
+
+def _incident_spans(incidents: list[IncidentView], now: int) -> dict[str, list[tuple[int, int, str]]]:
+    """Per monitor id: (start, end, title) of its incidents, so each cell scans only its own."""
+    spans: dict[str, list[tuple[int, int, str]]] = {}
+    for view in incidents:
+        span = (view.incident.started_ms, view.incident.resolved_ms or now, view.title)
+        for monitor_id in view.incident.monitor_ids:
+            spans.setdefault(monitor_id, []).append(span)
+    return spans
+
+
+def _day_cells(probe, rows: list[tuple], days: list[tuple[date, int, int]], now: int, mode: str,
+               spans: list[tuple[int, int, str]], monitor_id: str) -> list[DayCell]:
+    by_start = {row[0]: row[1:6] for row in rows}
+    cells = []
+    for day, start, end in days:
+        sums = by_start.get(start, (0, 0, 0, 0, 0))
+        names = tuple(title for began, ended, title in spans if began < end and ended >= start)
         if start <= now < end:  # today: add the newest result's open interval
-            d = d + probe.stats._open_interval(probe.store.monitor_ids.get(monitor_id, -1), start, end, now)
-        value = d.availability(mode)
-        down = d.downtime_ms(mode)
-        names = [i.title for i in incidents if monitor_id in i.incident.monitor_ids
-                 and i.incident.started_ms < end and (i.incident.resolved_ms or now) >= start]
-        cells.append(DayCell(day, value, format_availability(value, down) if value is not None else "",
-                             round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms),
-                             names))
-        day += timedelta(days=1)
+            d = Durations(*sums) + probe.stats._open_interval(probe.store.monitor_ids.get(monitor_id, -1),
+                                                              start, end, now)
+            cells.append(_cell(day, (d.up_ms, d.degraded_ms, d.down_ms, d.maint_ms, d.maint_good_ms), mode, names))
+        else:
+            cells.append(_cell(day, sums, mode, names))
     return cells
+
+
+@functools.lru_cache(maxsize=65_536)
+def _cell(day: date, sums: tuple, mode: str, names: tuple[str, ...]) -> DayCell:
+    """A cell is a pure function of its day's sums: past days, the same render after render,
+    are computed once (100 monitors x 90 days would otherwise dominate a cold render)."""
+    d = Durations(*sums)
+    value = d.availability(mode)
+    down = d.downtime_ms(mode)
+    return DayCell(day, value, format_availability(value, down) if value is not None else "",
+                   round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms), names)
 
 
 def _level(value: float | None, down_ms: float, degraded_ms: float) -> str:
@@ -205,7 +241,8 @@ def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float
 async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, now: int,
                           language: str) -> list[IncidentView]:
     found = await probe.store.incidents_between(start, now + 1)
-    shown = [i for i in found if _incident_is_public(probe, i)]
+    ids = public_ids(probe)
+    shown = [i for i in found if incident_is_public(ids, i)]
     updates = await probe.store.incident_updates([i.id for i in shown])
     views = []
     for incident in shown:
@@ -215,9 +252,9 @@ async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, n
     return views
 
 
-def _incident_is_public(probe, incident: Incident) -> bool:
+def incident_is_public(public_ids: set[str], incident: Incident) -> bool:
     # An automatic incident is as public as its monitor; an operator's incident was
     # written for the page, but it names only the public monitors it affects.
     if incident.monitor_id is not None:
-        return is_public(probe, incident.monitor_id)
+        return incident.monitor_id in public_ids
     return True

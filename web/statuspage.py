@@ -51,7 +51,7 @@ def _handler(build):
         probe = request.app[PROBE]
 
         async def render():
-            view = await public.build_view(probe, language=probe.config.page.language)
+            view = await public.build_view(probe, language=probe.config.page.language, figures=False)
             doc = build(Shape(probe, view, request))
             return json.dumps(doc, ensure_ascii=False).encode(), "application/json"
         entry = await request.app[CACHE].get(request.path, render)

@@ -33,7 +33,7 @@ async def test_availability_on_the_page_comes_from_the_stored_history(site):
     # One hour down ten days ago: 1 - 1/720 over 30 days, 1 - 1/2160 over 90 days.
     assert figures == {"24 hours": "100.00%", "30 days": "99.86%", "90 days": "99.95%"}
     assert "<polyline" in api  # the response-time sparkline, drawn on the server
-    (down_day,) = re.findall(r'class="cell l-major"[^>]*data-tip="([^"]+)"', api)
+    (down_day,) = re.findall(r'class="cell l-major"[^>]*title="([^"]+)"', api)
     assert "60 min down" in down_day and "Public API is down" in down_day
 
 
@@ -117,5 +117,19 @@ async def test_results_can_be_read_back_for_a_window(site):
 async def test_a_degraded_day_is_marked_on_the_bar_but_counts_as_available(site):
     client, _ = site
     web = monitor_block(await (await client.get("/")).text(), "web")
-    (day,) = re.findall(r'class="cell l-minor"[^>]*data-tip="([^"]+)"', web)
+    (day,) = re.findall(r'class="cell l-minor"[^>]*title="([^"]+)"', web)
     assert "100.00%" in day and "No downtime" in day and "120 min degraded" in day
+
+
+async def test_cached_pages_go_out_gzipped_to_clients_that_accept_it(site):
+    import gzip
+    client, _ = site
+    plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+    body = await plain.read()
+    packed = await client.get("/", headers={"Accept-Encoding": "gzip, deflate"}, auto_decompress=False)
+    raw = await packed.read()
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip" and packed.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(raw) == body and len(raw) < len(body) / 3
+    refused = await client.get("/", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers

@@ -14,7 +14,11 @@
   }
   function hide() { if (tip) { tip.remove(); tip = null; } }
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll(".cell[data-tip]").forEach(function (cell) {
+    // The tip travels in the title (hover without JavaScript, and the cell's accessible
+    // name); with JavaScript it moves to data-tip so the native tooltip does not double it.
+    document.querySelectorAll(".cell[title]").forEach(function (cell) {
+      cell.setAttribute("data-tip", cell.getAttribute("title"));
+      cell.setAttribute("aria-label", cell.getAttribute("title"));
       cell.removeAttribute("title");
       cell.addEventListener("mouseenter", function () { show(cell); });
       cell.addEventListener("focus", function () { show(cell); });
