@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("-c", "--config", default=default_config, help=config_help)
     validate.set_defaults(func=cmd_validate)
 
+    notify_test = sub.add_parser("notify-test", help="send a test message through one notifier and print the answer")
+    notify_test.add_argument("-c", "--config", default=default_config, help=config_help)
+    notify_test.add_argument("notifier", metavar="NOTIFIER_ID")
+    notify_test.set_defaults(func=cmd_notify_test)
+
     admin_cli.add_commands(sub, default_config, config_help)
     return parser
 
@@ -69,6 +74,39 @@ def cmd_validate(args) -> int:
     config = load_config(args.config)
     print(f"{args.config}: ok ({len(config.monitors)} monitors)")
     return 0
+
+
+# ---- notify-test ----------------------------------------------------------------------
+
+def cmd_notify_test(args) -> int:
+    """Straight to the channel, not through the outbox: the operator wants the answer now."""
+    config = load_config(args.config)
+    chosen = next((n for n in config.notifiers if n.id == args.notifier), None)
+    if chosen is None:
+        known = ", ".join(n.id for n in config.notifiers) or "none"
+        print(f'{config.path.name}: no notifier with id "{args.notifier}" (known: {known})', file=sys.stderr)
+        return EXIT_USAGE
+    ok, answer = asyncio.run(_send_test(config, chosen))
+    print(f"{chosen.id} ({chosen.type}): {'sent' if ok else 'FAILED'}: {answer}")
+    return 0 if ok else EXIT_DOWN
+
+
+async def _send_test(config: Config, chosen) -> tuple[bool, str]:
+    import aiohttp
+
+    from notifiers import Message, NotifyError
+    from probe.units import now_ms
+
+    now = now_ms()
+    language = chosen.settings.language or config.page.language
+    message = Message(key=f"test:{now}", event="test", status="up", title="probe test", monitor_id=None,
+                      monitor_name="", reason="", impact="none", body="", incident_id=None, started_ms=now,
+                      at_ms=now, url=config.page.url, language=language, timezone=config.page.timezone)
+    async with aiohttp.ClientSession() as session:
+        try:
+            return True, await chosen.make().send(message, session)
+        except NotifyError as exc:
+            return False, exc.message + (" (permanent: fix the config)" if exc.permanent else " (transient)")
 
 
 # ---- check ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from probe.calendar import Calendar
 from probe.config import Config, MonitorConfig
 from probe.events import EventBus
 from probe.incidents import IncidentEngine
+from probe.notify import Dispatcher
 from probe.maintenance import MaintenanceWindow
 from probe.models import ResultRecord
 from probe.runner import CheckRunner
@@ -51,12 +52,14 @@ class Probe:
         # Maintenance windows plug in here: (monitor_id, ts_ms) -> in maintenance?
         self.in_maintenance: Callable[[str, int], bool] = lambda monitor_id, ts_ms: False
         self.started_ms: int | None = None
+        self.notify = Dispatcher(self)
 
     async def start(self) -> None:
         await self.store.open()
         self.store.subscribe(self.bus.publish)
         await self._load_monitors(self.config.monitors)
         await self.engine.restore(self.config.monitors)
+        await self.notify.start()
         for monitor in self.config.monitors:
             self.scheduler.schedule(monitor.id, monitor.interval)
         self.scheduler.add_periodic("prune", self.prune, every=PRUNE_EVERY_S, first_in=60)
@@ -67,6 +70,7 @@ class Probe:
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         self.scheduler.shutdown()
+        await self.notify.stop()
         try:
             await asyncio.wait_for(self.store.close(), flush_timeout)
         except TimeoutError:
@@ -94,6 +98,7 @@ class Probe:
         for monitor in config.monitors:
             self.scheduler.schedule(monitor.id, monitor.interval)
         self.config = config
+        await self.notify.apply(config)
 
     async def run_monitor(self, monitor_id: str, scheduled_ms: int) -> None:
         monitor = self.monitors.get(monitor_id)

@@ -123,6 +123,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE incidents ADD COLUMN postmortem TEXT NOT NULL DEFAULT '';
     ALTER TABLE incidents ADD COLUMN postmortem_ms INTEGER;
     """,
+    # 3: the notification outbox: written before a message is sent, so none is lost or sent twice
+    """
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        notifier TEXT NOT NULL,
+        key TEXT NOT NULL,              -- event:<id> | remind:<incident>:<n> | test:<ms>
+        payload TEXT NOT NULL,          -- the message as JSON, as it was when queued
+        state TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        done_ms INTEGER,
+        answer TEXT NOT NULL DEFAULT '',  -- what the channel said last (its own error text on failure)
+        UNIQUE (notifier, key)
+    );
+    CREATE INDEX deliveries_pending ON deliveries(notifier, id) WHERE state = 'pending';
+    """,
 ]
 
 
@@ -560,6 +577,21 @@ class Store:
             return (await cur.fetchone())[0]
 
     # ---- reading ----------------------------------------------------------------------
+
+    async def write(self, statements: Iterable[tuple[str, tuple]]) -> list[int]:
+        """Run statements in one transaction on the writer, between result batches; returns
+        each statement's count of changed rows."""
+        counts = []
+        async with self._write_lock:
+            try:
+                for sql, params in statements:
+                    async with self.writer.execute(sql, params) as cur:
+                        counts.append(cur.rowcount)
+                await self.writer.commit()
+            except BaseException:
+                await self.writer.rollback()
+                raise
+        return counts
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         async with self.reader.execute(sql, tuple(params)) as cur:

@@ -110,3 +110,33 @@ async def test_check_prints_a_table_and_exits_1_when_a_monitor_is_down(write_con
     assert "UP" in rows["ping"]
     assert only_ok[0] == 0 and len(only_ok[1].splitlines()) == 2
     assert unknown[0] == 2 and 'no monitor with id "nope"' in unknown[2]
+
+
+async def test_notify_test_sends_to_the_channel_and_prints_its_answer(write_config, monkeypatch):
+    from tests.peers.receiver import Answer, Receiver
+
+    receiver = await Receiver().start()
+    try:
+        receiver.json_default({"errcode": 0, "errmsg": "ok"})
+        path = write_config(f"""
+            [[notifiers]]
+            id = "ops-dingtalk"
+            type = "dingtalk"
+            url = "{receiver.url}/robot/send?access_token=t"
+            secret = "${{PROBE_TEST_DING_SECRET}}"
+        """)
+        monkeypatch.setenv("PROBE_TEST_DING_SECRET", "SECverysecretvalue")
+        code, out, err = await probe_cli("notify-test", "-c", str(path), "ops-dingtalk")
+        assert code == 0, err
+        assert out.startswith("ops-dingtalk (dingtalk): sent: HTTP 200") and '"errcode": 0' in out
+        assert receiver.requests[0].json["markdown"]["title"] == "[TEST] probe test"
+        assert "SECverysecretvalue" not in out + err  # secrets are never printed
+
+        receiver.default = Answer(200, '{"errcode": 300005, "errmsg": "token is not exist"}')
+        code, out, _ = await probe_cli("notify-test", "-c", str(path), "ops-dingtalk")
+        assert code == 1 and "FAILED: DingTalk errcode 300005: token is not exist (permanent" in out
+
+        code, _, err = await probe_cli("notify-test", "-c", str(path), "nope")
+        assert code == 2 and 'no notifier with id "nope" (known: ops-dingtalk)' in err
+    finally:
+        await receiver.close()

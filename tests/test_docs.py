@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import checks
+import notifiers
 from probe.config import SECTIONS, MonitorSettings
 from probe.schema import field_types
 
@@ -36,6 +37,9 @@ def test_every_config_key_is_documented_in_the_example():
         keys |= set(field_types(cls))
     for check in checks.REGISTRY.values():
         keys |= set(field_types(check.Options))
+    keys |= set(field_types(notifiers.base.NotifierSettings))
+    for channel in notifiers.REGISTRY.values():
+        keys |= {k.rstrip("_") for k in field_types(channel.Options)}
     missing = sorted(k for k in keys if not documented(k))
     assert missing == []
 
@@ -51,4 +55,13 @@ def test_the_readme_lists_every_key_of_each_check_type():
         row = re.search(rf"^\| `{kind}` \|(.+)$", README, re.MULTILINE)
         assert row, f"no row for {kind} in the README's table of check keys"
         missing = [k for k in field_types(check.Options) if f"`{k}`" not in row.group(1)]
+        assert missing == [], kind
+
+
+def test_every_notifier_type_is_in_the_readme_and_the_example():
+    for kind, channel in notifiers.REGISTRY.items():
+        assert f'type = "{kind}"' in EXAMPLE, kind
+        row = re.search(rf"^\| `{kind}` \|(.+)$", README, re.MULTILINE)
+        assert row, f"no row for {kind} in the README's table of notifier keys"
+        missing = [k for k in field_types(channel.Options) if f"`{k.rstrip('_')}`" not in row.group(1)]
         assert missing == [], kind
