@@ -19,7 +19,7 @@ import yarl
 
 from probe.schema import Duration, at_least, positive
 
-EVENTS = ("open", "escalate", "update", "resolve", "remind")
+EVENTS = ("open", "escalate", "update", "resolve", "remind", "maintenance")
 ANSWER_LIMIT = 64 * 1024  # read at most this much of a channel's answer
 
 
@@ -29,8 +29,8 @@ class Message:
     outbox when it is queued, so a delivery after a restart says what it said then."""
 
     key: str  # unique per notifier: "event:41", "remind:7:3", "test:..."; the webhook-id
-    event: str  # open | escalate | reopen | update | resolve | remind | test
-    status: str  # down | degraded | up
+    event: str  # open | escalate | reopen | update | resolve | remind | maintenance_start | maintenance_end | test
+    status: str  # down | degraded | up | maintenance
     title: str  # "Website is down" (or the operator's title)
     monitor_id: str | None
     monitor_name: str
@@ -52,7 +52,7 @@ class Message:
     @property
     def severity(self) -> str:
         """critical | error | warning | info: the colour and priority of the message."""
-        if self.event in ("resolve", "test") or self.status == "up":
+        if self.event in ("resolve", "test") or self.status in ("up", "maintenance"):
             return "info"
         if self.impact == "critical":
             return "critical"
@@ -84,8 +84,8 @@ class NotifierSettings:
 
     id: str
     type: str
-    events: tuple[Literal["open", "escalate", "update", "resolve", "remind"], ...] = \
-        ("open", "escalate", "update", "resolve", "remind")
+    events: tuple[Literal["open", "escalate", "update", "resolve", "remind", "maintenance"], ...] = \
+        ("open", "escalate", "update", "resolve", "remind", "maintenance")
     min_impact: Literal["minor", "major"] = "minor"
     language: Literal["en", "zh-CN"] | None = None  # default: [page] language
     remind_every: Duration | None = None  # while an incident stays open; off by default
@@ -113,6 +113,8 @@ class Notifier:
     Options: ClassVar[type]
     # (messages, seconds) the platform allows per target, e.g. DingTalk ((20, 60),)
     limits: ClassVar[tuple[tuple[int, float], ...]] = ()
+    # Events the channel can express; a paging service has no use for maintenance notices.
+    handles: ClassVar[frozenset[str]] = frozenset(EVENTS)
 
     def __init__(self, settings: NotifierSettings, options: Any) -> None:
         self.settings, self.options = settings, options

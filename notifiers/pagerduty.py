@@ -23,6 +23,7 @@ class PagerDuty(HttpNotifier):
     type = "pagerduty"
     Options = PagerDutyOptions
     limits = ((120, 60.0),)
+    handles = frozenset({"open", "escalate", "update", "resolve", "remind"})
 
     def request(self, message: Message) -> Request:
         doc: dict = {"routing_key": self.options.routing_key,

@@ -188,7 +188,8 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
     defaults = _defaults(data.get("defaults", {}), problems)
     monitors = _monitors(data.get("monitors", []), defaults, problems)
     channels = parse_notifiers(data.get("notifiers", []), problems)
-    windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems)
+    windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems,
+                                sections["page"].timezone)
     _check_notify_ids(monitors, {n.id for n in channels}, problems)
     return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
                   **sections)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from notifiers import Message, NotifierConfig, NotifyError
+from notifiers import REGISTRY, Message, NotifierConfig, NotifyError
 from probe.models import EventKind, Impact, Incident, IncidentEvent
 from probe.operator import default_body, display_title
 from probe.units import now_ms
@@ -37,6 +37,7 @@ EVENT_NAMES = {EventKind.OPENED: "open", EventKind.REOPENED: "open", EventKind.E
                EventKind.UPDATED: "update", EventKind.RESOLVED: "resolve"}  # the others notify nobody
 RECENT_EVENTS = 10_000
 REMIND_EVERY_S = 30.0
+MAINTENANCE_LOOKBACK_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -186,16 +187,20 @@ class Dispatcher:
                 yield config, self.message(config, event)
 
     def _subscribers(self, incident: Incident) -> list[NotifierConfig]:
+        return self._subscribers_of(incident.monitor_ids)
+
+    def _subscribers_of(self, monitor_ids) -> list[NotifierConfig]:
         config = self.probe.config
         ids: list[str] = []
-        for monitor_id in incident.monitor_ids:
+        for monitor_id in monitor_ids:
             monitor = config.monitor(monitor_id)
             ids += [n for n in (monitor.notify if monitor else ()) if n not in ids]
         return [n for n in config.notifiers if n.id in ids]
 
     @staticmethod
     def _wants(config: NotifierConfig, name: str, incident: Incident) -> bool:
-        return name in config.settings.events and incident.impact.rank >= Impact(config.settings.min_impact).rank
+        return (name in config.settings.events and name in REGISTRY[config.type].handles
+                and incident.impact.rank >= Impact(config.settings.min_impact).rank)
 
     def message(self, config: NotifierConfig, event: IncidentEvent, key: str | None = None,
                 name: str | None = None) -> Message:
@@ -222,8 +227,9 @@ class Dispatcher:
             await asyncio.sleep(REMIND_EVERY_S)
             try:
                 await self.queue_reminders()
+                await self.queue_maintenance()
             except Exception:
-                log.exception("queueing reminders failed")
+                log.exception("queueing reminders or maintenance notices failed")
 
     async def queue_reminders(self, now: int | None = None) -> int:
         """One reminder per `remind_every` an incident stays open; the key makes it idempotent."""
@@ -241,6 +247,33 @@ class Dispatcher:
             await self.probe.store.write(statements)
             self._wake_all()
         return len(statements)
+
+    async def queue_maintenance(self, now: int | None = None) -> int:
+        """A notice when a maintenance window starts and when it ends, to the notifiers of the
+        monitors it covers. Only edges of the last hour: a restart does not replay old ones,
+        and the key (the occurrence's id) makes a repeated scan harmless."""
+        now = now if now is not None else now_ms()
+        statements = []
+        for window in self.probe.maintenance_between(now - MAINTENANCE_LOOKBACK_MS, now + 1):
+            for edge, at in (("start", window.start_ms), ("end", window.end_ms)):
+                if not now - MAINTENANCE_LOOKBACK_MS <= at <= now:
+                    continue
+                for config in self._subscribers_of(window.monitors):
+                    if "maintenance" in config.settings.events and "maintenance" in REGISTRY[config.type].handles:
+                        statements.append(_insert(config.id, self._maintenance_message(config, window, edge, at)))
+        if statements:
+            await self.probe.store.write(statements)
+            self._wake_all()
+        return len(statements)
+
+    def _maintenance_message(self, config: NotifierConfig, window, edge: str, at: int) -> Message:
+        page = self.probe.config.page
+        return Message(
+            key=f"maintenance-{edge}:{window.id}", event=f"maintenance_{edge}",
+            status="maintenance" if edge == "start" else "up", title=window.title, monitor_id=None,
+            monitor_name="", reason="", impact="none", body=window.description, incident_id=None,
+            started_ms=window.start_ms, at_ms=at, resolved_ms=window.end_ms, url=page.url,
+            language=config.settings.language or page.language, timezone=page.timezone)
 
     # ---- delivery ---------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from checks.base import Check
@@ -49,8 +48,6 @@ class Probe:
         self.monitors: dict[str, Monitor] = {}
         self.latest: dict[str, ResultRecord] = {}
         self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
-        # Maintenance windows plug in here: (monitor_id, ts_ms) -> in maintenance?
-        self.in_maintenance: Callable[[str, int], bool] = lambda monitor_id, ts_ms: False
         self.started_ms: int | None = None
         self.notify = Dispatcher(self)
 
@@ -127,7 +124,13 @@ class Probe:
 
     def maintenance_between(self, start_ms: int, end_ms: int) -> list[MaintenanceWindow]:
         """Occurrences of maintenance windows that overlap [start_ms, end_ms), by start."""
-        return []  # issue 5: configured and ad-hoc windows
+        found = [w for c in self.config.maintenance for w in c.occurrences(start_ms, end_ms)]
+        return sorted(found, key=lambda w: (w.start_ms, w.id))
+
+    def in_maintenance(self, monitor_id: str, ts_ms: int) -> bool:
+        """Was this monitor in a maintenance window at ts_ms? Asked once per result."""
+        return any(w.covers(monitor_id, ts_ms) for c in self.config.maintenance if monitor_id in c.monitors
+                   for w in c.occurrences(ts_ms, ts_ms + 1))
 
     def health(self) -> dict:
         problems = []

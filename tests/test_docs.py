@@ -5,6 +5,7 @@ from pathlib import Path
 import checks
 import notifiers
 from probe.config import SECTIONS, MonitorSettings
+from probe.maintenance import MaintenanceConfig
 from probe.schema import field_types
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def test_every_config_key_is_documented_in_the_example():
         keys |= set(field_types(cls))
     for check in checks.REGISTRY.values():
         keys |= set(field_types(check.Options))
-    keys |= set(field_types(notifiers.base.NotifierSettings))
+    keys |= set(field_types(notifiers.base.NotifierSettings)) | set(field_types(MaintenanceConfig))
     for channel in notifiers.REGISTRY.values():
         keys |= {k.rstrip("_") for k in field_types(channel.Options)}
     missing = sorted(k for k in keys if not documented(k))
