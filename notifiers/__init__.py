@@ -49,25 +49,9 @@ class NotifierConfig:
 
 def parse_notifiers(items: Any, problems) -> tuple[NotifierConfig, ...]:
     """[[notifiers]] -> configs, one problem line per mistake, naming the notifier and key."""
-    if not isinstance(items, list):
-        problems.add("", "notifiers", "must be an array of tables ([[notifiers]])")
-        return ()
-    found, seen = [], {}
-    for index, table in enumerate(items):
-        notifier_id = table.get("id") if isinstance(table, dict) else None
-        place = f'notifiers[{index}] "{notifier_id}"' if isinstance(notifier_id, str) else f"notifiers[{index}]"
-        if not isinstance(table, dict):
-            problems.add(place, None, "must be a table")
-            continue
-        config = _notifier(table, problems, place)
-        if config is None:
-            continue
-        if config.id in seen:
-            problems.add(place, "id", f'"{config.id}" is already used by notifiers[{seen[config.id]}]')
-            continue
-        seen[config.id] = index
-        found.append(config)
-    return tuple(found)
+    from probe.schema import load_entries
+
+    return load_entries(items, "notifiers", problems, lambda table, place: _notifier(table, problems, place))
 
 
 def _notifier(table: dict, problems, place: str) -> NotifierConfig | None:

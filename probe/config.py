@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import checks
 from notifiers import parse_notifiers
 from probe.maintenance import parse_maintenance
-from probe.schema import (Duration, Invalid, Problems, at_least, convert, field_types, load, positive, show,
-                          unknown_key_message)
+from probe.schema import (Duration, Invalid, Problems, at_least, convert, field_types, load, load_entries,
+                          positive, show, unknown_key_message)
 from probe.units import format_duration
 
 MONITOR_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -247,29 +247,8 @@ def _defaults(table: Any, problems: Problems) -> dict[str, Any]:
 
 
 def _monitors(items: Any, defaults: dict[str, Any], problems: Problems) -> tuple[MonitorConfig, ...]:
-    if not isinstance(items, list):
-        problems.add("", "monitors", "must be an array of tables ([[monitors]])")
-        return ()
-    monitors, seen = [], {}
-    for index, table in enumerate(items):
-        place = _monitor_place(index, table)
-        if not isinstance(table, dict):
-            problems.add(place, None, "must be a table")
-            continue
-        monitor = _monitor(table, defaults, problems, place)
-        if monitor is None:
-            continue
-        if monitor.id in seen:
-            problems.add(place, "id", f'"{monitor.id}" is already used by monitors[{seen[monitor.id]}]')
-            continue
-        seen[monitor.id] = index
-        monitors.append(monitor)
-    return tuple(monitors)
-
-
-def _monitor_place(index: int, table: Any) -> str:
-    monitor_id = table.get("id") if isinstance(table, dict) else None
-    return f'monitors[{index}] "{monitor_id}"' if isinstance(monitor_id, str) else f"monitors[{index}]"
+    return load_entries(items, "monitors", problems,
+                        lambda table, place: _monitor(table, defaults, problems, place))
 
 
 def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> MonitorConfig | None:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from probe.schema import Duration, load, show
+from probe.schema import Duration, load, load_entries, show
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,25 +150,11 @@ def _instant(value: Any, tz: ZoneInfo) -> int | None:
 def parse_maintenance(items: Any, monitor_ids: set[str], problems, timezone_name: str = "UTC"
                       ) -> tuple[MaintenanceConfig, ...]:
     """[[maintenance]] -> windows, one problem line per mistake, naming the window and key."""
-    if not isinstance(items, list):
-        problems.add("", "maintenance", "must be an array of tables ([[maintenance]])")
-        return ()
-    found, seen = [], {}
-    for index, table in enumerate(items):
-        window_id = table.get("id") if isinstance(table, dict) else None
-        place = f'maintenance[{index}] "{window_id}"' if isinstance(window_id, str) else f"maintenance[{index}]"
-        if not isinstance(table, dict):
-            problems.add(place, None, "must be a table")
-            continue
+    def load_one(table: dict, place: str) -> MaintenanceConfig | None:
         config = load(MaintenanceConfig, {"timezone": timezone_name} | table, problems, place)
-        if config is None:
-            continue
-        for monitor_id in config.monitors:
+        for monitor_id in config.monitors if config else ():
             if monitor_id not in monitor_ids:
                 problems.add(place, "monitors", f"names no [[monitors]] entry (got {show(monitor_id)})")
-        if config.id in seen:
-            problems.add(place, "id", f'"{config.id}" is already used by maintenance[{seen[config.id]}]')
-            continue
-        seen[config.id] = index
-        found.append(config)
-    return tuple(found)
+        return config
+
+    return load_entries(items, "maintenance", problems, load_one)

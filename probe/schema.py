@@ -231,3 +231,27 @@ def positive(key: str, value: float | int | None, *, duration: bool = False):
     if value is not None and value <= 0:
         fmt = format_duration if duration else str
         yield key, f"must be greater than 0 (got {fmt(value)})"
+
+
+def load_entries(items: Any, section: str, problems: Problems, load_one) -> tuple:
+    """[[section]] -> objects with an `id`, one problem line per mistake. `load_one(table,
+    place)` returns the object or None; a repeated id is reported against its first use."""
+    if not isinstance(items, list):
+        problems.add("", section, f"must be an array of tables ([[{section}]])")
+        return ()
+    found, seen = [], {}
+    for index, table in enumerate(items):
+        entry_id = table.get("id") if isinstance(table, dict) else None
+        place = f'{section}[{index}] "{entry_id}"' if isinstance(entry_id, str) else f"{section}[{index}]"
+        if not isinstance(table, dict):
+            problems.add(place, None, "must be a table")
+            continue
+        entry = load_one(table, place)
+        if entry is None:
+            continue
+        if entry.id in seen:
+            problems.add(place, "id", f'"{entry.id}" is already used by {section}[{seen[entry.id]}]')
+            continue
+        seen[entry.id] = index
+        found.append(entry)
+    return tuple(found)
