@@ -152,18 +152,21 @@ def _table(monitors, results) -> str:
 
 def cmd_run(args) -> int:
     config = load_config(args.config)
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, args.config))
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, config_path: str) -> int:
     from aiohttp import web
 
+    from probe.reload import ConfigWatcher
     from probe.service import Probe
     from probe.store import StoreError
     from web.app import create_app
 
     log = logging.getLogger("probe")
-    app = create_app(Probe(config))
+    probe = Probe(config)
+    probe.watcher = ConfigWatcher(probe, config_path)
+    app = create_app(probe)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     try:
         await runner.setup()  # starts the probe: opens the database, schedules the checks
@@ -183,7 +186,10 @@ async def _serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(probe.watcher.reload("SIGHUP")))
+    probe.watcher.start()
     await stop.wait()
+    await probe.watcher.stop()
     log.info("stopping: flushing pending results")
     await runner.cleanup()
     return 0

@@ -50,6 +50,7 @@ class Probe:
         self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
         self.started_ms: int | None = None
         self.notify = Dispatcher(self)
+        self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
 
     async def start(self) -> None:
         await self.store.open()
@@ -147,4 +148,5 @@ class Probe:
             "database_writable": self.store.healthy,
             "last_commit_ms": self.store.last_commit_ms,
             "started_ms": self.started_ms,
+            "config": self.watcher.status() if self.watcher else None,
         }

@@ -59,6 +59,32 @@ def add_routes(app: web.Application, probe) -> None:
     app.router.add_patch(f"{base}/incidents/{{id}}", _guarded(edit_incident))
     app.router.add_post(f"{base}/incidents/{{id}}/updates", _guarded(post_update))
     app.router.add_put(f"{base}/incidents/{{id}}/postmortem", _guarded(publish_postmortem))
+    app.router.add_get(f"{base}/config", _guarded(config_status))
+    app.router.add_post(f"{base}/config/reload", _guarded(reload_config))
+    app.router.add_get(f"{base}/notifications", _guarded(list_notifications))
+
+
+async def config_status(request: web.Request, operator: Operator) -> web.Response:
+    watcher = operator.probe.watcher
+    if watcher is None:
+        raise OperatorError("this process was not started from a config file", 409)
+    return web.json_response(watcher.status())
+
+
+async def reload_config(request: web.Request, operator: Operator) -> web.Response:
+    """Reload now (as SIGHUP does); 422 with the problems when the file is rejected."""
+    watcher = operator.probe.watcher
+    if watcher is None:
+        raise OperatorError("this process was not started from a config file", 409)
+    applied = await watcher.reload("admin API")
+    return web.json_response({"applied": applied, **watcher.status()}, status=200 if applied else 422)
+
+
+async def list_notifications(request: web.Request, operator: Operator) -> web.Response:
+    """The outbox, newest first: what was sent, what waits, what failed and the channel's words."""
+    notifier = request.query.get("notifier") or None
+    limit = _int_query(request, "limit", 100, 1, 1000)
+    return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit)})
 
 
 def _guarded(handler):
