@@ -49,21 +49,67 @@ def add_commands(sub, default_config: str, config_help: str) -> None:
     postmortem.add_argument("--file", type=Path, required=True, help="markdown file; - for stdin")
     incident.set_defaults(func=cmd_incident)
 
+    maintenance = sub.add_parser("maintenance", help="list, schedule and cancel maintenance windows")
+    maintenance.add_argument("-c", "--config", default=default_config, help=config_help)
+    maintenance.add_argument("--url", help="the probe's base URL (default: from [server] listen)")
+    maintenance.add_argument("--token", help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
+    steps = maintenance.add_subparsers(dest="action", required=True)
+    steps.add_parser("list", help="windows of the last week and the next 90 days")
+    add = steps.add_parser("add", help="schedule a window")
+    add.add_argument("--title", required=True)
+    add.add_argument("--monitor", action="append", required=True, dest="monitors", help="covered monitor id")
+    add.add_argument("--start", help="ISO 8601 with offset, e.g. 2026-12-01T02:00:00+01:00 (default: now)")
+    length = add.add_mutually_exclusive_group(required=True)
+    length.add_argument("--duration", help='e.g. "2h"')
+    length.add_argument("--end", help="ISO 8601 with offset")
+    add.add_argument("--description")
+    cancel = steps.add_parser("cancel", help="cancel a window (one in progress ends now)")
+    cancel.add_argument("id")
+    maintenance.set_defaults(func=cmd_maintenance)
 
-def cmd_incident(args) -> int:
+
+def cmd_maintenance(args) -> int:
+    base = "/api/v1/admin/maintenance"
+    if args.action == "list":
+        request = ("GET", base, None)
+    elif args.action == "add":
+        request = ("POST", base, _without_none(title=args.title, monitors=args.monitors, start=args.start,
+                                               duration=args.duration, end=args.end, description=args.description))
+    else:
+        request = ("DELETE", f"{base}/{args.id}", None)
+    answer, code = _send(args, *request)
+    if answer is None:
+        return code
+    for window in answer.get("maintenance", [answer]):
+        if "cancelled" in window:
+            print(f"cancelled {window['cancelled']}" + (" (ended now)" if window["ended_early"] else ""))
+        else:
+            print(f"{window['id']:<28} {window['status']:<11} {window['starts_at']} -> {window['ends_at']}  "
+                  f"{','.join(window['monitors'])}  {window['title']}  [{window['source']}]")
+    return 0
+
+
+def _send(args, method: str, path: str, body: dict | None) -> tuple[dict | None, int]:
+    """(the answer, 0), or (None, exit code) after saying on stderr why it failed."""
     url, token = _server(args)
     if not token:
         print("probe: no admin token: set [server] admin_token, $PROBE_ADMIN_TOKEN or --token", file=sys.stderr)
-        return EXIT_USAGE
-    method, path, body = _request_for(args)
+        return None, EXIT_USAGE
     try:
         status, answer = asyncio.run(_call(url, token, method, path, body))
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         print(f"probe: cannot reach {url}: {exc or exc.__class__.__name__}", file=sys.stderr)
-        return EXIT_FAILED
+        return None, EXIT_FAILED
     if status >= 400:
         print(f"probe: {answer.get('error', 'request failed')} (HTTP {status})", file=sys.stderr)
-        return EXIT_FAILED
+        return None, EXIT_FAILED
+    return answer, 0
+
+
+def cmd_incident(args) -> int:
+    answer, code = _send(args, *_request_for(args))
+    if answer is None:
+        return code
     for incident in answer.get("incidents", [answer]):
         print(describe(incident))
     return 0

@@ -6,6 +6,7 @@ application (web/app.py) starts and stops it; tests drive it directly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -51,12 +52,14 @@ class Probe:
         self.started_ms: int | None = None
         self.notify = Dispatcher(self)
         self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
+        self.scheduled: list[MaintenanceWindow] = []  # ad hoc windows from the admin API (table `maintenance`)
 
     async def start(self) -> None:
         await self.store.open()
         self.store.subscribe(self.bus.publish)
         await self._load_monitors(self.config.monitors)
         await self.engine.restore(self.config.monitors)
+        await self._load_scheduled()
         await self.notify.start()
         for monitor in self.config.monitors:
             self.scheduler.schedule(monitor.id, monitor.interval)
@@ -124,14 +127,40 @@ class Probe:
         await self.store.prune(storage.raw_retention, storage.rollup_retention)
 
     def maintenance_between(self, start_ms: int, end_ms: int) -> list[MaintenanceWindow]:
-        """Occurrences of maintenance windows that overlap [start_ms, end_ms), by start."""
+        """Occurrences of maintenance windows (config and ad hoc) that overlap [start_ms, end_ms), by start."""
         found = [w for c in self.config.maintenance for w in c.occurrences(start_ms, end_ms)]
+        found += [w for w in self.scheduled if w.start_ms < end_ms and w.end_ms > start_ms]
         return sorted(found, key=lambda w: (w.start_ms, w.id))
 
     def in_maintenance(self, monitor_id: str, ts_ms: int) -> bool:
         """Was this monitor in a maintenance window at ts_ms? Asked once per result."""
+        if any(w.covers(monitor_id, ts_ms) for w in self.scheduled):
+            return True
         return any(w.covers(monitor_id, ts_ms) for c in self.config.maintenance if monitor_id in c.monitors
                    for w in c.occurrences(ts_ms, ts_ms + 1))
+
+    async def _load_scheduled(self) -> None:
+        rows = await self.store.fetchall("SELECT id, title, monitors, start_ms, end_ms, description FROM maintenance"
+                                         " WHERE cancelled_ms IS NULL OR end_ms > start_ms ORDER BY start_ms")
+        self.scheduled = [MaintenanceWindow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5]) for r in rows]
+
+    async def schedule_maintenance(self, window: MaintenanceWindow, author: str) -> None:
+        await self.store.write([(
+            "INSERT INTO maintenance (id, title, description, monitors, start_ms, end_ms, created_ms, author)"
+            " VALUES (?,?,?,?,?,?,?,?)", (window.id, window.title, window.description, " ".join(window.monitors),
+                                          window.start_ms, window.end_ms, now_ms(), author))])
+        self.scheduled.append(window)
+
+    async def cancel_maintenance(self, window: MaintenanceWindow, now: int) -> MaintenanceWindow | None:
+        """A window not yet begun disappears; one in progress ends now (its past stays true)."""
+        end = now if window.start_ms <= now < window.end_ms else window.start_ms
+        await self.store.write([("UPDATE maintenance SET cancelled_ms=?, end_ms=? WHERE id=?", (now, end, window.id))])
+        self.scheduled.remove(window)
+        if end > window.start_ms:
+            ended = dataclasses.replace(window, end_ms=end)
+            self.scheduled.append(ended)
+            return ended
+        return None
 
     def health(self) -> dict:
         problems = []

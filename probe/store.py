@@ -140,6 +140,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deliveries_pending ON deliveries(notifier, id) WHERE state = 'pending';
     """,
+    # 4: maintenance windows an operator schedules through the admin API (the config's live in the file)
+    """
+    CREATE TABLE maintenance (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        monitors TEXT NOT NULL,         -- monitor ids, space-separated
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,        -- moved to the cancel time when cancelled while in progress
+        created_ms INTEGER NOT NULL,
+        cancelled_ms INTEGER,
+        author TEXT NOT NULL DEFAULT 'operator'
+    );
+    """,
 ]
 
 

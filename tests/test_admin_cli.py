@@ -66,3 +66,53 @@ async def test_it_says_plainly_when_no_token_is_configured(write_config):
     code, out, err = await probe_cli("incident", "-c", str(config), "list", cwd=None)
     assert code == 2
     assert err.strip() == "probe: no admin token: set [server] admin_token, $PROBE_ADMIN_TOKEN or --token"
+
+
+async def test_an_operator_schedules_and_cancels_maintenance_from_the_command_line(write_config):
+    port = free_port()
+    config = write_config(f"""
+        [server]
+        listen = "127.0.0.1:{port}"
+        admin_token = "{TOKEN}"
+        [storage]
+        path = "probe.db"
+        [[monitors]]
+        id = "api"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = {port}
+        interval = "1h"
+        [[maintenance]]
+        id = "weekly"
+        title = "Weekly patching"
+        monitors = ["api"]
+        cron = "0 3 * * sun"
+        duration = "1h"
+    """)
+    proc = await start_probe(config, port)
+    cli = ("maintenance", "-c", str(config))
+    try:
+        code, out, err = await probe_cli(*cli, "add", "--title", "Emergency DB fix", "--monitor", "api",
+                                         "--duration", "30m", "--description", "Writes pause briefly.")
+        assert code == 0, err
+        window_id = out.split()[0]
+        assert " in_progress " in out and "[admin]" in out
+        listed = (await probe_cli(*cli, "list"))[1]
+        assert "Emergency DB fix" in listed and "Weekly patching" in listed and "[config]" in listed
+        import aiohttp
+        async with aiohttp.ClientSession() as session:  # the status page sees it at once
+            async with session.get(f"http://127.0.0.1:{port}/api/v2/scheduled-maintenances/active.json") as response:
+                active = (await response.json())["scheduled_maintenances"]
+        assert [m["name"] for m in active] == ["Emergency DB fix"]
+        refused = await probe_cli(*cli, "cancel", "weekly")
+        bad = await probe_cli(*cli, "add", "--title", "X", "--monitor", "ghost", "--duration", "1h")
+        code, out, err = await probe_cli(*cli, "cancel", window_id)
+        assert code == 0 and out.strip() == f"cancelled {window_id} (ended now)", err
+        after = (await probe_cli(*cli, "list"))[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    assert refused[0] == 1 and "defined in the config file" in refused[2]
+    assert bad[0] == 1 and "unknown: ghost" in bad[2]
+    line = next(line for line in after.splitlines() if line.startswith(window_id))
+    assert " completed " in line  # it ended when cancelled; its past stays on record

@@ -10,12 +10,14 @@ import hmac
 import json
 import time
 from collections import defaultdict, deque
+from datetime import datetime
 
 from aiohttp import web
 
 from probe.models import Incident, IncidentUpdate
 from probe.operator import NewIncident, Operator, OperatorError
-from probe.units import iso_utc
+from probe.maintenance import MaintenanceWindow
+from probe.units import iso_utc, now_ms, parse_duration
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
 OPERATOR = web.AppKey("operator", Operator)
@@ -62,6 +64,78 @@ def add_routes(app: web.Application, probe) -> None:
     app.router.add_get(f"{base}/config", _guarded(config_status))
     app.router.add_post(f"{base}/config/reload", _guarded(reload_config))
     app.router.add_get(f"{base}/notifications", _guarded(list_notifications))
+    app.router.add_get(f"{base}/maintenance", _guarded(list_maintenance))
+    app.router.add_post(f"{base}/maintenance", _guarded(add_maintenance))
+    app.router.add_delete(f"{base}/maintenance/{{id}}", _guarded(cancel_maintenance))
+
+
+MAINTENANCE_SHOWN_MS = (7 * 86_400_000, 90 * 86_400_000)  # a week back, 90 days ahead
+
+
+async def list_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    probe, now = operator.probe, now_ms()
+    windows = probe.maintenance_between(now - MAINTENANCE_SHOWN_MS[0], now + MAINTENANCE_SHOWN_MS[1])
+    ad_hoc = {w.id for w in probe.scheduled}
+    return _json({"maintenance": [maintenance_json(w, now, w.id in ad_hoc) for w in windows]})
+
+
+async def add_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    """Schedule a window: title, monitors, start (ISO 8601 with offset; default now), and
+    duration ("2h") or end, optional description."""
+    body = await _body(request, {"title": str, "monitors": list, "start": str, "end": str, "duration": str,
+                                 "description": str}, required=("title", "monitors"))
+    probe, now = operator.probe, now_ms()
+    unknown = [m for m in body["monitors"] if not isinstance(m, str) or probe.config.monitor(m) is None]
+    if unknown or not body["monitors"]:
+        raise OperatorError(f"monitors must name configured monitors (unknown: {', '.join(map(str, unknown)) or 'none given'})")
+    if not body["title"].strip():
+        raise OperatorError("title must not be empty")
+    start = _instant(body["start"], "start") if "start" in body else now
+    if ("duration" in body) == ("end" in body):
+        raise OperatorError("give either duration or end")
+    if "end" in body:
+        end = _instant(body["end"], "end")
+    else:
+        try:
+            end = start + int(parse_duration(body["duration"]) * 1000)
+        except ValueError as exc:
+            raise OperatorError(f"duration: {exc}") from None
+    if end <= start or end <= now:
+        raise OperatorError("the window must end after it starts, and in the future")
+    window = MaintenanceWindow(f"op-{now}", body["title"].strip(), tuple(body["monitors"]), start, end,
+                               body.get("description", ""))
+    await probe.schedule_maintenance(window, _author(request))
+    return _json(maintenance_json(window, now, True), 201)
+
+
+async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    probe, now = operator.probe, now_ms()
+    window_id = request.match_info["id"]
+    window = next((w for w in probe.scheduled if w.id == window_id), None)
+    if window is None:
+        if any(c.id == window_id.split("@")[0] for c in probe.config.maintenance):
+            raise OperatorError("this window is defined in the config file: edit the file to change it", 409)
+        raise OperatorError("maintenance window not found", 404)
+    if window.end_ms <= now:
+        raise OperatorError("this window is already over", 409)
+    ended = await probe.cancel_maintenance(window, now)
+    return _json({"cancelled": window_id, "ended_early": ended is not None})
+
+
+def maintenance_json(window: MaintenanceWindow, now: int, ad_hoc: bool) -> dict:
+    return {"id": window.id, "title": window.title, "description": window.description,
+            "monitors": list(window.monitors), "starts_at": iso_utc(window.start_ms), "ends_at": iso_utc(window.end_ms),
+            "status": window.status(now), "source": "admin" if ad_hoc else "config"}
+
+
+def _instant(text: str, name: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise OperatorError(f"{name} must be ISO 8601, e.g. 2026-12-01T02:00:00+01:00") from None
+    if moment.tzinfo is None:
+        raise OperatorError(f"{name} needs a UTC offset, e.g. 2026-12-01T02:00:00+01:00")
+    return int(moment.timestamp() * 1000)
 
 
 async def config_status(request: web.Request, operator: Operator) -> web.Response:
