@@ -583,6 +583,9 @@ class Store:
                                           (mid, now - int(rollup_retention_s * 1000)))
                 await self.writer.commit()
             await asyncio.sleep(0)  # let the writer's batches in between monitors
+        # Finished notifications are kept as long as raw results; pending ones until sent.
+        await self.write([("DELETE FROM deliveries WHERE state != 'pending' AND done_ms < ?",
+                           (now - int(raw_retention_s * 1000),))])
         log.info("pruned raw results deleted=%d", deleted)
         return deleted
 

@@ -156,3 +156,15 @@ async def test_a_failing_disk_keeps_the_batch_and_writes_it_when_space_returns(s
     assert calls["n"] == 2
     assert store.healthy and store.last_error is None
     assert len(await store.results("web")) == 1
+
+
+async def test_prune_drops_finished_notifications_past_retention_but_never_pending_ones(store):
+    day = 86_400_000
+    now = 1_800_000_000_000
+    rows = [("a", "event:1", "sent", now - 10 * day), ("a", "event:2", "failed", now - 10 * day),
+            ("a", "event:3", "pending", None), ("a", "event:4", "sent", now - day)]
+    await store.write([("INSERT INTO deliveries (notifier, key, payload, state, next_ms, created_ms, done_ms)"
+                        " VALUES (?,?,'{}',?,0,0,?)", row) for row in rows])
+    await store.prune(raw_retention_s=2 * 86400, rollup_retention_s=400 * 86400, now=now)
+    left = await store.fetchall("SELECT key FROM deliveries ORDER BY key")
+    assert [k for (k,) in left] == ["event:3", "event:4"]
