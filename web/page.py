@@ -15,6 +15,7 @@ from web.render import OVERALL_ICON, environment, page_globals
 ENV = web.AppKey("jinja", object)
 CACHE = web.AppKey("page_cache", RenderCache)
 HISTORY_PAGE = 20
+HISTORY_MAINTENANCE_MS = 365 * 86_400_000  # how far back the first page lists maintenance
 DAY_MS = 86_400_000
 
 
@@ -126,10 +127,16 @@ async def history_page(request: web.Request) -> web.Response:
         ids = public.public_ids(probe)
         shown = [i for i in found if public.incident_is_public(ids, i)][:HISTORY_PAGE]
         views = [await _incident_view(probe, i) for i in shown]
-        months: dict[str, list] = {}
-        for view in views:
-            key = datetime.fromtimestamp(view.incident.started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
-            months.setdefault(key, []).append(view)
         older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
-        return render(request, "history.html", months=list(months.items()), older=older), "text/html"
+        now = now_ms()
+        # Maintenance of the same span (past and current: upcoming windows are on the front page).
+        span_end = min(before_ms or now, now)
+        windows = [w for w in public.public_windows(probe, older or now - HISTORY_MAINTENANCE_MS, span_end)
+                   if w.start_ms <= now]
+        items = [(v.incident.started_ms, v) for v in views] + [(w.start_ms, w) for w in windows]
+        months: dict[str, list] = {}
+        for started_ms, item in sorted(items, key=lambda pair: pair[0], reverse=True):
+            key = datetime.fromtimestamp(started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
+            months.setdefault(key, []).append(item)
+        return render(request, "history.html", months=list(months.items()), older=older, now=now), "text/html"
     return await _cached(request, build, ("before",))

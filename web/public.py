@@ -7,6 +7,7 @@ one per availability window, whatever the number of monitors.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -95,6 +96,18 @@ def public_ids(probe) -> set[str]:
     return {m.id for m in probe.config.monitors if m.public}
 
 
+def public_windows(probe, start_ms: int, end_ms: int) -> list[MaintenanceWindow]:
+    """Maintenance windows as the public may see them: only those covering a public monitor,
+    naming only public monitors (a window over a private service is not news to customers)."""
+    ids = public_ids(probe)
+    shown = []
+    for window in probe.maintenance_between(start_ms, end_ms):
+        monitors = tuple(m for m in window.monitors if m in ids)
+        if monitors:
+            shown.append(window if monitors == window.monitors else dataclasses.replace(window, monitors=monitors))
+    return shown
+
+
 def is_public(probe, monitor_id: str) -> bool:
     monitor = probe.config.monitor(monitor_id)
     return monitor is not None and monitor.public
@@ -116,7 +129,7 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
         uptime = await probe.stats.durations_many(ids, spans, now)
         daily = await probe.store.rollup_series(ids, DAILY, bar_start, now + 1, histograms=False)
         hourly = await probe.store.rollup_series(ids, HOURLY, now - DAY_MS, now + 1, histograms=False)
-    windows = probe.maintenance_between(now - 90 * DAY_MS, now + 30 * DAY_MS)
+    windows = public_windows(probe, now - 90 * DAY_MS, now + 30 * DAY_MS)
     views = [_monitor_view(probe, m, now, {w: uptime[w].get(m.id) for w in WINDOWS}, mode,
                            _in_maintenance(windows, m.id, now)) for m in monitors]
     by_id = {v.id: v for v in views}

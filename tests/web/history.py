@@ -83,9 +83,9 @@ def status_at(monitor_id: str, ts: int, now: int) -> tuple[Status, str]:
     return Status.UP, "connected"
 
 
-async def make_history(write_config, language: str = "en", days: int = 90):
-    """Write the config, fill its database with `days` of history; return the config path."""
-    path = write_config(CONFIG.replace("{language}", language))
+async def make_history(write_config, language: str = "en", days: int = 90, extra: str = ""):
+    """Write the config (plus `extra` TOML), fill its database with `days` of history; return its path."""
+    path = write_config(CONFIG.replace("{language}", language) + extra)
     config = load_config(path)
     probe = Probe(config, flush_interval=0.05)
     await probe.store.open()

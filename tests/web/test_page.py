@@ -133,3 +133,48 @@ async def test_cached_pages_go_out_gzipped_to_clients_that_accept_it(site):
     assert gzip.decompress(raw) == body and len(raw) < len(body) / 3
     refused = await client.get("/", headers={"Accept-Encoding": "gzip;q=0"})
     assert "Content-Encoding" not in refused.headers
+
+
+async def test_maintenance_of_private_monitors_stays_private_and_history_lists_the_rest(write_config):
+    from datetime import datetime, timezone
+
+    from probe.units import now_ms
+
+    def iso(ms):
+        return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+    now, day = now_ms(), 86_400_000
+    extra = f"""
+[[maintenance]]
+id = "db-move"
+title = "Moving the database"
+description = "Reads only, for an hour."
+monitors = ["db", "secret"]
+start = "{iso(now - 3 * day)}"
+duration = "1h"
+[[maintenance]]
+id = "ledger-patch"
+title = "Ledger patch night"
+monitors = ["secret"]
+start = "{iso(now - 2 * day)}"
+duration = "1h"
+[[maintenance]]
+id = "ledger-soon"
+title = "Ledger rekeying"
+monitors = ["secret"]
+start = "{iso(now + 2 * day)}"
+duration = "1h"
+"""
+    client, probe = await serve(await make_history(write_config, extra=extra))
+    try:
+        history = await (await client.get("/history")).text()
+        index = await (await client.get("/")).text()
+        upcoming = await (await client.get("/api/v2/scheduled-maintenances.json")).json()
+        feed = await (await client.get("/history.atom")).text()
+    finally:
+        await client.close()
+    assert "Moving the database" in history and "Reads only, for an hour." in history
+    for text in (history, index, str(upcoming), feed):
+        assert "Ledger" not in text and PRIVATE_NAME not in text  # a window over private monitors only
+    (window,) = upcoming["scheduled_maintenances"]
+    assert window["name"] == "Moving the database"
+    assert [c["name"] for c in window["components"]] == ["Database"]  # the private monitor is not named
