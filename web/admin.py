@@ -139,19 +139,20 @@ def _instant(text: str, name: str) -> int:
 
 
 async def config_status(request: web.Request, operator: Operator) -> web.Response:
-    watcher = operator.probe.watcher
-    if watcher is None:
-        raise OperatorError("this process was not started from a config file", 409)
-    return web.json_response(watcher.status())
+    return web.json_response(_watcher(operator).status())
 
 
 async def reload_config(request: web.Request, operator: Operator) -> web.Response:
     """Reload now (as SIGHUP does); 422 with the problems when the file is rejected."""
-    watcher = operator.probe.watcher
-    if watcher is None:
-        raise OperatorError("this process was not started from a config file", 409)
+    watcher = _watcher(operator)
     applied = await watcher.reload("admin API")
     return web.json_response({"applied": applied, **watcher.status()}, status=200 if applied else 422)
+
+
+def _watcher(operator: Operator):
+    if operator.probe.watcher is None:
+        raise OperatorError("this process was not started from a config file", 409)
+    return operator.probe.watcher
 
 
 async def list_notifications(request: web.Request, operator: Operator) -> web.Response:
