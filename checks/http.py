@@ -12,7 +12,8 @@ import aiohttp
 from yarl import URL
 
 from checks.base import Check, CheckContext, Progress
-from checks.tls import certificate_details, client_context, describe_ssl_error, expiry_verdict
+from checks.tls import (NOTIFY_DAYS, certificate_details, client_context, describe_ssl_error, expiry_verdict,
+                        notify_days_problems)
 from probe.models import CheckResult
 from probe.schema import at_least, positive, show
 
@@ -37,6 +38,7 @@ class HttpOptions:
     max_redirects: int = 10
     verify_tls: bool = True
     cert_expiry_days: int | None = 14
+    cert_expiry_notify: tuple[int, ...] = NOTIFY_DAYS  # days left at which notifiers hear of it
     max_body_bytes: int = 1024 * 1024
 
     def problems(self):
@@ -62,6 +64,7 @@ class HttpOptions:
         yield from at_least("max_redirects", self.max_redirects, 0)
         yield from positive("max_body_bytes", self.max_body_bytes)
         yield from at_least("cert_expiry_days", self.cert_expiry_days, 0)
+        yield from notify_days_problems(self.cert_expiry_notify)
 
 
 class HttpCheck(Check):

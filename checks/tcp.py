@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 
 from checks.base import Check, CheckContext
-from checks.tls import certificate_details, client_context, describe_ssl_error, expiry_verdict
+from checks.tls import (NOTIFY_DAYS, certificate_details, client_context, describe_ssl_error, expiry_verdict,
+                        notify_days_problems)
 from probe.models import CheckResult
 
 _EXPECT_READ_LIMIT = 64 * 1024  # a banner or reply; never read a whole stream
@@ -21,6 +22,7 @@ class TcpOptions:
     verify_tls: bool = True
     server_name: str | None = None  # SNI / certificate name when `host` is an IP
     cert_expiry_days: int | None = None
+    cert_expiry_notify: tuple[int, ...] = NOTIFY_DAYS  # with tls = true: days left at which notifiers hear
     send: str | None = None
     expect: str | None = None
 
@@ -31,6 +33,8 @@ class TcpOptions:
             yield "host", "must not be empty"
         if self.cert_expiry_days is not None and not self.tls:
             yield "cert_expiry_days", "needs tls = true"
+        # No "needs tls" here: the default (and a [defaults] value) applies to plain TCP monitors too.
+        yield from notify_days_problems(self.cert_expiry_notify)
 
 
 class TcpCheck(Check):

@@ -10,6 +10,9 @@ from typing import Any
 from probe.models import CheckResult
 
 DAY = 86400
+# Days left at which notifiers hear of an expiring certificate (`cert_expiry_notify`).
+# Not 30: certbot renews at 30 days left, so a 30-day notice would precede most renewals.
+NOTIFY_DAYS = (14, 7, 1)
 
 
 @functools.cache
@@ -58,6 +61,16 @@ def expiry_verdict(details: dict[str, Any], threshold_days: int | None,
     return CheckResult.degraded(
         f"TLS certificate expires in {_days(left)} (threshold {_days(threshold_days * DAY)})",
         latency_ms, **details)
+
+
+def notify_days_problems(days: tuple[int, ...]):
+    """(key, message) pairs for `cert_expiry_notify`: whole days of at least 1, each once."""
+    for index, value in enumerate(days):
+        if value < 1:
+            yield f"cert_expiry_notify[{index}]", f"must be at least 1 day (got {value})"
+    twice = sorted({value for value in days if days.count(value) > 1}, reverse=True)
+    if twice:
+        yield "cert_expiry_notify", f"lists {twice[0]} more than once"
 
 
 def describe_ssl_error(exc: BaseException) -> str:

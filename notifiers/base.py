@@ -11,7 +11,7 @@ import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -19,7 +19,8 @@ import yarl
 
 from probe.schema import Duration, at_least, positive
 
-EVENTS = ("open", "escalate", "update", "resolve", "remind", "maintenance")
+Event = Literal["open", "escalate", "update", "resolve", "remind", "maintenance", "cert_expiring"]
+EVENTS: tuple[str, ...] = get_args(Event)  # what a notifier's `events` may list (default: all)
 ANSWER_LIMIT = 64 * 1024  # read at most this much of a channel's answer
 
 
@@ -28,8 +29,9 @@ class Message:
     """What happened, in words a channel turns into its own format. Stored as JSON in the
     outbox when it is queued, so a delivery after a restart says what it said then."""
 
-    key: str  # unique per notifier: "event:41", "remind:7:3", "test:..."; the webhook-id
-    event: str  # open | escalate | reopen | update | resolve | remind | maintenance_start | maintenance_end | test
+    key: str  # unique per notifier: "event:41", "remind:7:3", "cert:web:1796000000:7", "test:..."; the webhook-id
+    event: str  # open | escalate | reopen | update | resolve | remind | maintenance_start | maintenance_end
+    #             | cert_expiring | test
     status: str  # down | degraded | up | maintenance
     title: str  # "Website is down" (or the operator's title)
     monitor_id: str | None
@@ -44,6 +46,7 @@ class Message:
     url: str = ""  # the incident on the status page, when [page] url is set
     language: str = "en"
     timezone: str = "UTC"
+    cert_expires_ms: int | None = None  # cert_expiring: the certificate's notAfter
 
     @property
     def duration_s(self) -> float | None:
@@ -52,6 +55,8 @@ class Message:
     @property
     def severity(self) -> str:
         """critical | error | warning | info: the colour and priority of the message."""
+        if self.event == "cert_expiring":
+            return "warning"  # whatever the monitor's status: there is still time to act
         if self.event in ("resolve", "test") or self.status in ("up", "maintenance"):
             return "info"
         if self.impact == "critical":
@@ -84,8 +89,7 @@ class NotifierSettings:
 
     id: str
     type: str
-    events: tuple[Literal["open", "escalate", "update", "resolve", "remind", "maintenance"], ...] = \
-        ("open", "escalate", "update", "resolve", "remind", "maintenance")
+    events: tuple[Event, ...] = EVENTS
     min_impact: Literal["minor", "major"] = "minor"
     language: Literal["en", "zh-CN"] | None = None  # default: [page] language
     remind_every: Duration | None = None  # while an incident stays open; off by default

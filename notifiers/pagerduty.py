@@ -23,6 +23,8 @@ class PagerDuty(HttpNotifier):
     type = "pagerduty"
     Options = PagerDutyOptions
     limits = ((120, 60.0),)
+    # Not maintenance, not cert_expiring: a page wakes a person for an outage now, and these
+    # notices never resolve, so each would leave an alert open until someone closed it by hand.
     handles = frozenset({"open", "escalate", "update", "resolve", "remind"})
 
     def request(self, message: Message) -> Request:

@@ -42,6 +42,8 @@ def tag(message: Message) -> str:
 
 def headline(message: Message) -> str:
     subject = message.monitor_name or message.title
+    if message.event == "cert_expiring":  # the title says how long is left
+        return f"[{tag(message)}] {subject} — {message.title}"
     if message.event in ("open", "escalate", "reopen", "remind") and message.reason:
         return f"[{tag(message)}] {subject} — {message.reason}"
     if message.event == "update" or not message.monitor_name:
@@ -59,10 +61,24 @@ def duration_text(seconds: float, language: str) -> str:
     return w["hours_minutes"].format(h=minutes // 60, m=minutes % 60)
 
 
+def expiry_text(seconds_left: float, language: str) -> str:
+    """"TLS certificate expires in 6 days" (1 day, 7 hours): whole days, hours on the last one."""
+    w = words(language)
+    days = int(seconds_left // 86400)
+    if days >= 2:
+        return w["cert_expires_in_days"].format(n=days)
+    if days == 1:
+        return w["cert_expires_in_day"]
+    hours = round(seconds_left / 3600)
+    return w["cert_expires_in_hours"].format(n=hours) if hours >= 2 else w["cert_expires_in_hour"]
+
+
 def render(message: Message, fmt: str) -> str:
     """The body: fmt is markdown (robots, Slack, Discord), text (email, ntfy) or html."""
     env = _environment(fmt == "html")
     template = env.get_template(f"message.{ {'markdown': 'md', 'text': 'txt', 'html': 'html'}[fmt] }.j2")
     duration = duration_text(message.duration_s, message.language) if message.duration_s is not None else ""
+    expires = message.local_time(message.cert_expires_ms) if message.cert_expires_ms is not None else ""
     return template.render(m=message, w=words(message.language), headline=headline(message),
-                           started=message.local_time(message.started_ms), duration=duration).strip()
+                           started=message.local_time(message.started_ms), duration=duration,
+                           expires=expires).strip()

@@ -22,7 +22,7 @@ class WebhookOptions:
 def event_document(message: Message) -> dict:
     """The webhook body; its fields are listed in the README ("Webhook events")."""
     return {
-        "type": f"incident.{message.event}",
+        "type": "certificate.expiring" if message.event == "cert_expiring" else f"incident.{message.event}",
         "id": message.key,
         "event": message.event,
         "summary": headline(message),
@@ -36,6 +36,7 @@ def event_document(message: Message) -> dict:
         "resolved_at": iso_utc(message.resolved_ms),
         "duration_s": message.duration_s,
         "at": iso_utc(message.at_ms),
+        "cert_expires_at": iso_utc(message.cert_expires_ms),
     }
 
 

@@ -160,7 +160,7 @@ class Dispatcher:
             for row in rows:
                 event = self._recent.pop(row[0], None) or await self._event_from_row(row)
                 for config, message in self._messages(event):
-                    statements.append(_insert(config.id, message))
+                    statements.append(outbox_row(config.id, message))
             statements.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CURSOR_KEY, str(rows[-1][0]))))
             await self.probe.store.write(statements)
             self.cursor = rows[-1][0]
@@ -241,11 +241,9 @@ class Dispatcher:
                 n = int((now - incident.started_ms) / 1000 // every) if every else 0
                 if n >= 1 and self._wants(config, "remind", incident):
                     event = IncidentEvent(0, EventKind.UPDATED, now, incident, incident.reason)
-                    statements.append(_insert(config.id, self.message(config, event, f"remind:{incident.id}:{n}",
-                                                                      "remind")))
-        if statements:
-            await self.probe.store.write(statements)
-            self._wake_all()
+                    message = self.message(config, event, f"remind:{incident.id}:{n}", "remind")
+                    statements.append(outbox_row(config.id, message))
+        await self.enqueue(statements)
         return len(statements)
 
     async def queue_maintenance(self, now: int | None = None) -> int:
@@ -258,13 +256,21 @@ class Dispatcher:
             for edge, at in (("start", window.start_ms), ("end", window.end_ms)):
                 if not now - MAINTENANCE_LOOKBACK_MS <= at <= now:
                     continue
-                for config in self._subscribers_of(window.monitors):
-                    if "maintenance" in config.settings.events and "maintenance" in REGISTRY[config.type].handles:
-                        statements.append(_insert(config.id, self._maintenance_message(config, window, edge, at)))
+                for config in self.wanting(window.monitors, "maintenance"):
+                    statements.append(outbox_row(config.id, self._maintenance_message(config, window, edge, at)))
+        await self.enqueue(statements)
+        return len(statements)
+
+    def wanting(self, monitor_ids, name: str) -> list[NotifierConfig]:
+        """The notifiers of these monitors that take `name` notices (no incident, so no min_impact)."""
+        return [c for c in self._subscribers_of(monitor_ids)
+                if name in c.settings.events and name in REGISTRY[c.type].handles]
+
+    async def enqueue(self, statements: list[tuple[str, tuple]]) -> None:
+        """Write outbox rows (with whatever else must commit with them) and wake the workers."""
         if statements:
             await self.probe.store.write(statements)
             self._wake_all()
-        return len(statements)
 
     def _maintenance_message(self, config: NotifierConfig, window, edge: str, at: int) -> Message:
         page = self.probe.config.page
@@ -361,7 +367,7 @@ class Dispatcher:
         return [dict(zip(names, row)) for row in rows]
 
 
-def _insert(notifier_id: str, message: Message) -> tuple[str, tuple]:
+def outbox_row(notifier_id: str, message: Message) -> tuple[str, tuple]:
     now = now_ms()
     return ("INSERT OR IGNORE INTO deliveries (notifier, key, payload, next_ms, created_ms) VALUES (?,?,?,?,?)",
             (notifier_id, message.key, message.to_json(), now, now))

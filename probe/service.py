@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from checks.base import Check
 from probe import __version__
 from probe.calendar import Calendar
+from probe.certs import CertificateNotices
 from probe.config import Config, MonitorConfig
 from probe.events import EventBus
 from probe.incidents import IncidentEngine
@@ -51,6 +52,7 @@ class Probe:
         self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
         self.started_ms: int | None = None
         self.notify = Dispatcher(self)
+        self.certs = CertificateNotices(self)
         self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
         self.scheduled: list[MaintenanceWindow] = []  # ad hoc windows from the admin API (table `maintenance`)
 
@@ -61,6 +63,7 @@ class Probe:
         await self.engine.restore(self.config.monitors)
         await self._load_scheduled()
         await self.notify.start()
+        await self.certs.start()
         for monitor in self.config.monitors:
             self.scheduler.schedule(monitor.id, monitor.interval)
         self.scheduler.add_periodic("prune", self.prune, every=PRUNE_EVERY_S, first_in=60)
@@ -71,6 +74,7 @@ class Probe:
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         self.scheduler.shutdown()
+        await self.certs.stop()
         await self.notify.stop()
         try:
             await asyncio.wait_for(self.store.close(), flush_timeout)
@@ -119,6 +123,7 @@ class Probe:
         self.store.submit_result(record, monitor.interval)
         if events:
             self.store.submit_events(events)
+        self.certs.observe(monitor, record.details, record.status.label)
         self.latest[monitor.id] = record
         self.check_counts[monitor.id, record.status.label] += 1
 

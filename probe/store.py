@@ -154,6 +154,16 @@ MIGRATIONS: list[str] = [
         author TEXT NOT NULL DEFAULT 'operator'
     );
     """,
+    # 5: which expiry notices were queued, per certificate (a renewed one has a new notAfter)
+    """
+    CREATE TABLE cert_notices (
+        monitor TEXT NOT NULL,          -- the monitor's id in the config
+        expires_ts INTEGER NOT NULL,    -- the certificate's notAfter, seconds UTC
+        threshold INTEGER NOT NULL,     -- the cert_expiry_notify day it crossed
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (monitor, expires_ts, threshold)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -1,11 +1,14 @@
 """Fixtures shared across the suite: config files and real SQLite stores in tmp_path."""
 from __future__ import annotations
 
+import ssl
 import textwrap
 from pathlib import Path
 
 import pytest
+import trustme
 
+import checks.tcp
 from probe.calendar import Calendar
 from probe.config import load_config
 from probe.store import Store
@@ -41,3 +44,22 @@ async def store(tmp_path):
     await s.open()
     yield s
     await s.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusting(monkeypatch, ca):
+    """The tcp check's client contexts trust the test CA (and only it) instead of the system store."""
+    def client_context(verify: bool) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(ctx)
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    monkeypatch.setattr(checks.tcp, "client_context", client_context)

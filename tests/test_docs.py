@@ -66,3 +66,13 @@ def test_every_notifier_type_is_in_the_readme_and_the_example():
         assert row, f"no row for {kind} in the README's table of notifier keys"
         missing = [k for k in field_types(channel.Options) if f"`{k.rstrip('_')}`" not in row.group(1)]
         assert missing == [], kind
+
+
+def test_the_readme_and_the_example_list_every_notifier_event():
+    listed = re.search(r"`events` \(any of (.+?); default all\)", README, re.DOTALL)
+    assert listed, "no list of notifier events in the README"
+    example = re.search(r"^#\s+events = \[(.+?)\]", EXAMPLE, re.MULTILINE)
+    assert example, "no events line among the notifier keys of the example"
+    for event in notifiers.base.EVENTS:
+        assert f"`{event}`" in listed.group(1), event
+        assert f'"{event}"' in example.group(1), event

@@ -358,6 +358,10 @@ async def test_an_expired_certificate_is_down_even_with_verify_tls_off(run, aioh
     ("max_redirects = -1", "max_redirects must be at least 0 (got -1)"),
     ("max_body_bytes = 0", "max_body_bytes must be greater than 0 (got 0)"),
     ("cert_expiry_days = -1", "cert_expiry_days must be at least 0 (got -1)"),
+    ("cert_expiry_notify = [7, 0]", "cert_expiry_notify[1] must be at least 1 day (got 0)"),
+    ("cert_expiry_notify = [14, 7, 14]", "cert_expiry_notify lists 14 more than once"),
+    ("cert_expiry_notify = 7", "cert_expiry_notify must be a list (got 7)"),
+    ('cert_expiry_notify = ["7d"]', 'cert_expiry_notify [0] must be an integer (got "7d")'),
 ])
 def test_the_config_loader_rejects_bad_http_options(tmp_path, line, problem):
     url = "" if line.startswith("url") else 'url = "https://shop.example/health"\n'

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import trustme
 
-from checks import tcp
 from checks.base import CheckContext, Progress
 from checks.tcp import TcpCheck, TcpOptions
 from probe.config import ConfigError
@@ -137,23 +136,7 @@ async def test_a_slow_reply_is_degraded_by_degraded_latency():
 
 # --- TLS -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def trusting(monkeypatch, ca):
-    """Client contexts trust the test CA (and only it) instead of the system store."""
-    def client_context(verify: bool) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ca.configure_trust(ctx)
-        if not verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
-    monkeypatch.setattr(tcp, "client_context", client_context)
+# `ca` and `trusting` (the tcp check trusts the test CA) come from tests/conftest.py.
 
 
 def server_tls(ca: trustme.CA, **validity) -> ssl.SSLContext:

@@ -17,6 +17,9 @@ EXPECTED = {
     "invalid-defaults-key.toml": ['defaults: "id" cannot have a default',
                                   'defaults: unknown key "intervall" (did you mean "interval"?)'],
     "invalid-duplicate-id.toml": ['monitors[1] "web": id "web" is already used by monitors[0]'],
+    "invalid-defaults-cert-expiry-notify.toml": [
+        'defaults: cert_expiry_notify must be a list (got 14)',
+        'monitors[0] "mail": cert_expiry_notify[0] must be at least 1 day (got -3)'],
     "invalid-env-missing.toml": ['monitors[0] "web": url uses ${PROBE_TEST_UNSET_TOKEN}, but the environment '
                                  'variable PROBE_TEST_UNSET_TOKEN is not set'],
     "invalid-key-of-other-type.toml": ['monitors[0] "db": unknown key "url" for type "tcp" '
@@ -83,6 +86,42 @@ def test_defaults_apply_to_every_monitor_unless_it_overrides_them(write_config):
     assert (a.interval, a.timeout, a.options.verify_tls) == (30, 5, False)
     assert (b.interval, b.timeout) == (120, 5)
     assert a.display_name == "a" and a.failure_threshold == 2
+
+
+def test_cert_expiry_notify_comes_from_defaults_for_http_and_tcp_and_a_monitor_may_override_it(write_config):
+    config = load_config(write_config("""
+        [defaults]
+        cert_expiry_notify = [30, 7]
+        [[monitors]]
+        id = "web"
+        type = "http"
+        url = "https://127.0.0.1/"
+        [[monitors]]
+        id = "mail"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 465
+        tls = true
+        cert_expiry_notify = []
+        [[monitors]]
+        id = "dns"
+        type = "dns"
+        query = "example.com"
+    """))
+    web, mail, dns = config.monitors
+    assert web.options.cert_expiry_notify == (30, 7)
+    assert mail.options.cert_expiry_notify == ()
+    assert not hasattr(dns.options, "cert_expiry_notify")  # not a key of dns monitors, and no error
+
+
+def test_cert_expiry_notify_defaults_to_14_7_and_1_days(write_config):
+    (monitor,) = load_config(write_config("""
+        [[monitors]]
+        id = "web"
+        type = "http"
+        url = "https://127.0.0.1/"
+    """)).monitors
+    assert monitor.options.cert_expiry_notify == (14, 7, 1)
 
 
 def test_environment_variables_expand_and_double_dollar_stays_a_dollar(write_config, monkeypatch):
