@@ -10,7 +10,8 @@ import urllib.parse
 
 import pytest
 
-from notifiers import NotifyError
+from notifiers import REGISTRY, NotifyError
+from notifiers.base import HttpNotifier
 from tests.notifiers.conftest import down_message, make_notifier
 from tests.peers.receiver import Answer
 
@@ -229,3 +230,22 @@ async def test_a_hung_receiver_costs_one_timeout(receiver, session):
         await notifier.send(down_message(), session)
     assert time.monotonic() - started < 5 and not caught.value.permanent
     assert "no answer within 1 s" in caught.value.message
+
+
+CHANNEL_KEYS = {"telegram": {"token": "t", "chat_id": "1"}, "ntfy": {"topic": "ops"}, "gotify": {"token": "T"}}
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, c in REGISTRY.items()
+                                        if "cert_expiring" in c.handles and issubclass(c, HttpNotifier)))
+async def test_every_channel_that_takes_certificate_notices_says_how_long_is_left(receiver, session, kind):
+    receiver.json_default({"errcode": 0, "code": 0, "ok": True})
+    cert = down_message(key="cert:web:1796803200:7", event="cert_expiring", status="up", reason="", impact="none",
+                        title="TLS certificate expires in 6 days", incident_id=None,
+                        url="https://status.example.com/monitors/web", cert_expires_ms=1_796_803_200_000)
+    await make_notifier(type=kind, url=receiver.url + "/", **CHANNEL_KEYS.get(kind, {})).send(cert, session)
+    body = receiver.requests[0].body.decode()
+    assert "Website — TLS certificate expires in 6 days" in body
+    # The expiry in the page's time zone; the webhook's machine readers get it in UTC.
+    expiry = '"cert_expires_at":"2026-12-09T08:00:00.000+00:00"' if kind == "webhook" else "2026-12-09 09:00:00 CET"
+    assert expiry in body
+    assert "https://status.example.com/monitors/web" in body
