@@ -424,7 +424,13 @@ def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
         return f"cannot resolve {exc.host}: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc.os_error, ConnectionRefusedError):
         return f"connection refused by {where}"
-    return f"cannot connect to {where}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc.os_error, ConnectionResetError):
+        # Only TLS has a conversation before the connection counts as made; asyncio
+        # reports a server that hangs up during the handshake as a reset without errno.
+        if exc.os_error.errno is None:
+            return f"TLS handshake with {where} failed: the server closed the connection"
+        return f"connection to {where} reset"
+    return f"cannot connect to {where}: {exc.os_error.strerror or exc.os_error or exc.os_error.__class__.__name__}"
 
 
 def _client_error_text(exc: BaseException) -> str:

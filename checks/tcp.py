@@ -67,6 +67,8 @@ class TcpCheck(Check):
             if sslctx:
                 details.update(certificate_details(writer.get_extra_info("ssl_object")))
             reply = await self._exchange(reader, writer, ctx)
+        except ConnectionResetError:
+            return CheckResult.down(f"connection to {self.target()} reset", **details)
         except (OSError, asyncio.IncompleteReadError) as exc:
             return CheckResult.down(f"connection to {self.target()} failed: {exc.__class__.__name__}: {exc}",
                                     **details)
@@ -110,6 +112,9 @@ class TcpCheck(Check):
     def _connect_error(self, exc: OSError) -> str:
         if isinstance(exc, ConnectionRefusedError):
             return f"connection refused by {self.target()}"
+        if isinstance(exc, ConnectionResetError) and exc.errno is None and self.options.tls:
+            # asyncio's word for a server that hangs up during the TLS handshake
+            return f"TLS handshake with {self.target()} failed: the server closed the connection"
         if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
             return f"connection to {self.target()} reset"
         if exc.__class__.__name__ == "gaierror" or "Name or service not known" in str(exc):
