@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from checks.base import Check, CheckContext, Progress
+from checks.base import Check, CheckContext, Progress, host_problem
 from checks.tls import certificate_details, client_context, describe_ssl_error, expiry_verdict
 from probe.models import CheckResult
 from probe.schema import at_least, positive, show
@@ -463,12 +463,14 @@ def _url_problems(url: str):
         yield "url", f"must start with http:// or https:// (got {show(url)})"
         return
     try:
-        host = URL(url).host
+        host = URL(url).raw_host  # IDN names in their ASCII form
     except ValueError as exc:
         yield "url", f"is not a valid URL: {exc} (got {show(url)})"
         return
     if not host:
         yield "url", f"has no host name (got {show(url)})"
+    elif host_problem(host):
+        yield "url", f"has a host that is neither a host name nor an IP address (got {show(url)})"
 
 
 def _status_problems(entries: tuple[int | str, ...]):

@@ -6,7 +6,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from checks.base import Check, CheckContext
+from checks.base import Check, CheckContext, host_problem
 from checks.tls import certificate_details, client_context, describe_ssl_error, expiry_verdict
 from probe.models import CheckResult
 
@@ -27,8 +27,9 @@ class TcpOptions:
     def problems(self):
         if not 1 <= self.port <= 65535:
             yield "port", f"must be between 1 and 65535 (got {self.port})"
-        if not self.host:
-            yield "host", "must not be empty"
+        problem = host_problem(self.host)
+        if problem:
+            yield "host", problem
         if self.cert_expiry_days is not None and not self.tls:
             yield "cert_expiry_days", "needs tls = true"
 
