@@ -124,7 +124,7 @@ def _time_param(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if raw.isdigit() and len(raw) <= 15:
+    if public.whole_number(raw) is not None:
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -139,6 +139,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = public.whole_number(raw)
+    if number is None or not low <= number <= high:
         raise web.HTTPBadRequest(text=f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
