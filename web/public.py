@@ -276,7 +276,8 @@ async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, n
 
 def incident_is_public(public_ids: set[str], incident: Incident) -> bool:
     # An automatic incident is as public as its monitor; an operator's incident was
-    # written for the page, but it names only the public monitors it affects.
+    # written for the page, but it names only the public monitors it affects, and one about
+    # private monitors alone stays private (as a maintenance window over them does).
     if incident.monitor_id is not None:
         return incident.monitor_id in public_ids
-    return True
+    return not incident.affected or any(m in public_ids for m in incident.affected)
