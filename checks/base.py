@@ -1,10 +1,15 @@
 """What every check type shares: its class shape and the context the caller hands it."""
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from probe.models import CheckResult
+from probe.schema import show
+
+HOSTNAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$", re.I)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -64,3 +69,29 @@ class Check:
 
     async def run(self, ctx: CheckContext) -> CheckResult:
         raise NotImplementedError
+
+
+def host_problem(host: str) -> str | None:
+    """Why `host` is neither a host name nor an IP address, in words; None if it is one."""
+    if not host:
+        return "must not be empty"
+    if "://" in host:
+        return f"must be a host name or IP address, not a URL (got {show(host)})"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and HOSTNAME.match(name):
+        return f"must be a host name or IP address without a port; put the port in `port` (got {show(host)})"
+    try:
+        ascii_name = host.encode("idna").decode("ascii")  # "bücher.de" is "xn--bcher-kva.de" on the wire
+    except UnicodeError:
+        ascii_name = ""
+    if not HOSTNAME.match(ascii_name) or len(ascii_name) > 253:
+        return f"must be a host name or IP address (got {show(host)})"
+    if all(label.isdigit() for label in ascii_name.rstrip(".").split(".")):
+        # no top-level domain is all digits: this was meant as an IPv4 address
+        return f"is not a valid IPv4 address (got {show(host)})"
+    return None

@@ -25,7 +25,7 @@ import dns.resolver
 import dns.reversename
 import dns.rrset
 
-from checks.base import Check, CheckContext
+from checks.base import Check, CheckContext, host_problem
 from probe.models import CheckResult
 from probe.schema import show
 from probe.units import format_duration
@@ -37,7 +37,6 @@ RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA
 _ANSWER_REQUIRED = frozenset({"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR"})
 _MAX_CNAME_CHAIN = 16
 _EDNS_PAYLOAD = 1232  # the DNS Flag Day 2020 size: fits unfragmented almost everywhere
-_HOSTNAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$", re.I)
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _SERVER_FORMAT = 'must be "host[:port]", e.g. "192.0.2.53", "ns1.example.com:5353" or "[2001:db8::53]:53"'
 
@@ -111,7 +110,7 @@ def split_server(text: str) -> tuple[str, int]:
         raise ValueError(_SERVER_FORMAT + ' (write an IPv6 address in brackets, e.g. "[::1]:53")')
     else:
         host, sep, port_text = text.partition(":")
-        if not _HOSTNAME.match(host) or (sep and not port_text):
+        if host_problem(host) or (sep and not port_text):
             raise ValueError(_SERVER_FORMAT)
         port_text = port_text if sep else None
     if port_text is None:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from checks.base import Check, CheckContext, Progress
+from checks.base import Check, CheckContext, Progress, host_problem
 from checks.tls import (NOTIFY_DAYS, certificate_details, client_context, describe_ssl_error, expiry_verdict,
                         notify_days_problems)
 from probe.models import CheckResult
@@ -427,7 +427,13 @@ def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
         return f"cannot resolve {exc.host}: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc.os_error, ConnectionRefusedError):
         return f"connection refused by {where}"
-    return f"cannot connect to {where}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc.os_error, ConnectionResetError):
+        # Only TLS has a conversation before the connection counts as made; asyncio
+        # reports a server that hangs up during the handshake as a reset without errno.
+        if exc.os_error.errno is None:
+            return f"TLS handshake with {where} failed: the server closed the connection"
+        return f"connection to {where} reset"
+    return f"cannot connect to {where}: {exc.os_error.strerror or exc.os_error or exc.os_error.__class__.__name__}"
 
 
 def _client_error_text(exc: BaseException) -> str:
@@ -460,12 +466,14 @@ def _url_problems(url: str):
         yield "url", f"must start with http:// or https:// (got {show(url)})"
         return
     try:
-        host = URL(url).host
+        host = URL(url).raw_host  # IDN names in their ASCII form
     except ValueError as exc:
         yield "url", f"is not a valid URL: {exc} (got {show(url)})"
         return
     if not host:
         yield "url", f"has no host name (got {show(url)})"
+    elif host_problem(host):
+        yield "url", f"has a host that is neither a host name nor an IP address (got {show(url)})"
 
 
 def _status_problems(entries: tuple[int | str, ...]):

@@ -11,7 +11,7 @@ from icmplib import (AsyncSocket, ICMPError, ICMPLibError, ICMPRequest, ICMPSock
                      ICMPv6Socket, NameLookupError, SocketPermissionError, TimeoutExceeded, async_resolve)
 from icmplib.utils import unique_identifier
 
-from checks.base import Check, CheckContext
+from checks.base import Check, CheckContext, host_problem
 from probe.models import CheckResult
 from probe.units import format_duration
 
@@ -30,8 +30,9 @@ class IcmpOptions:
     max_loss: float = 0.5  # fraction of packets that may go missing before "down"
 
     def problems(self):
-        if not self.host:
-            yield "host", "must not be empty"
+        problem = host_problem(self.host)
+        if problem:
+            yield "host", problem
         if not 1 <= self.count <= 100:
             yield "count", f"must be between 1 and 100 (got {self.count})"
         if not 0 <= self.max_loss < 1:

@@ -6,7 +6,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from checks.base import Check, CheckContext
+from checks.base import Check, CheckContext, host_problem
 from checks.tls import (NOTIFY_DAYS, certificate_details, client_context, describe_ssl_error, expiry_verdict,
                         notify_days_problems)
 from probe.models import CheckResult
@@ -29,8 +29,9 @@ class TcpOptions:
     def problems(self):
         if not 1 <= self.port <= 65535:
             yield "port", f"must be between 1 and 65535 (got {self.port})"
-        if not self.host:
-            yield "host", "must not be empty"
+        problem = host_problem(self.host)
+        if problem:
+            yield "host", problem
         if self.cert_expiry_days is not None and not self.tls:
             yield "cert_expiry_days", "needs tls = true"
         # No "needs tls" here: the default (and a [defaults] value) applies to plain TCP monitors too.
@@ -71,6 +72,8 @@ class TcpCheck(Check):
             if sslctx:
                 details.update(certificate_details(writer.get_extra_info("ssl_object")))
             reply = await self._exchange(reader, writer, ctx)
+        except ConnectionResetError:
+            return CheckResult.down(f"connection to {self.target()} reset", **details)
         except (OSError, asyncio.IncompleteReadError) as exc:
             return CheckResult.down(f"connection to {self.target()} failed: {exc.__class__.__name__}: {exc}",
                                     **details)
@@ -114,6 +117,9 @@ class TcpCheck(Check):
     def _connect_error(self, exc: OSError) -> str:
         if isinstance(exc, ConnectionRefusedError):
             return f"connection refused by {self.target()}"
+        if isinstance(exc, ConnectionResetError) and exc.errno is None and self.options.tls:
+            # asyncio's word for a server that hangs up during the TLS handshake
+            return f"TLS handshake with {self.target()} failed: the server closed the connection"
         if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
             return f"connection to {self.target()} reset"
         if exc.__class__.__name__ == "gaierror" or "Name or service not known" in str(exc):

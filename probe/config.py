@@ -22,6 +22,7 @@ from probe.units import format_duration
 
 MONITOR_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DAY = 86400.0
+_WEB = ("http://", "https://")
 
 
 class ConfigError(Exception):
@@ -81,6 +82,14 @@ class PageConfig:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             yield "timezone", f'must be an IANA time zone such as "Europe/Berlin" (got {show(self.timezone)})'
+        # These end up in href/src attributes: a "javascript:" URL there would run on every visit.
+        if self.url and not self.url.lower().startswith(_WEB):
+            yield "url", f"must be an http:// or https:// URL (got {show(self.url)})"
+        if self.link and not self.link.lower().startswith(_WEB + ("/",)):
+            yield "link", f'must be an http:// or https:// URL or a path such as "/" (got {show(self.link)})'
+        if self.logo and not self.logo.lower().startswith(_WEB + ("/", "data:image/")):
+            yield "logo", ('must be an http:// or https:// URL, a path such as "/logo.png" or a data:image/ URL '
+                           f"(got {show(self.logo)})")
 
 
 @dataclass(frozen=True)
@@ -168,16 +177,37 @@ def load_config(path: str | os.PathLike) -> Config:
     path = Path(path)
     problems = Problems(path.name)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(_read_text(path))
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path.name}: not valid TOML: {exc}"]) from None
+        raise ConfigError([f"{path.name}: not valid TOML: {exc}{_quote_hint(path, str(exc))}"]) from None
     config = parse_config(data, path, problems)
     if problems:
         raise ConfigError(problems.lines)
     return config
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError([f"{path.name}: not valid UTF-8 at line {line}, column {column} "
+                           f"(byte 0x{raw[exc.start]:02x}); save the file as UTF-8"]) from None
+    # Windows editors like to start a UTF-8 file with a byte order mark; TOML forbids it.
+    return text.removeprefix("\ufeff")
+
+
+def _quote_hint(path: Path, message: str) -> str:
+    """Text pasted from a word processor or chat brings “curly” quotes, which TOML does not know."""
+    match = re.search(r"\(at line (\d+)", message)
+    lines = path.read_text("utf-8", "replace").splitlines()
+    if match and int(match.group(1)) <= len(lines) and any(q in lines[int(match.group(1)) - 1] for q in "“”‘’"):
+        return "; the line has typographic quotes (“ ” ‘ ’): TOML strings need straight ones (\" or ')"
+    return ""
 
 
 def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config:

@@ -40,7 +40,7 @@ class EnvMissing(Exception):
     pass
 
 
-_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|(\$\{)")  # the last: a "${" that is no reference
 # Values that `${NAME}` expanded to, so an error message can say "${NAME}" instead.
 _expanded: dict[str, str] = {}
 
@@ -56,7 +56,9 @@ def expand_env(text: str) -> str:
     """`${NAME}` becomes the variable's value; `$$` a literal dollar sign."""
 
     def sub(match: re.Match) -> str:
-        name = match.group(1)
+        name, broken = match.groups()
+        if broken:
+            raise Invalid('has "${" without a variable name and a closing "}" (write "$$" for a literal "$")')
         if name is None:
             return "$"
         if name not in os.environ:

@@ -4,12 +4,16 @@ Storage keeps every time as integer milliseconds since the Unix epoch, UTC.
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime, timezone
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# Far beyond any sensible interval or retention, and far inside what datetime and the
+# scheduler can add to today without overflowing.
+MAX_DURATION_S = 36500 * 86400.0
 
 
 def parse_duration(value: object) -> float:
@@ -22,10 +26,12 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("must not be negative")
-        return float(value)
+        return _bounded(float(value))
     if not isinstance(value, str):
         raise ValueError("must be a duration such as \"30s\" or a number of seconds")
     text = value.strip().lower()
+    if text.startswith("-"):
+        raise ValueError("must not be negative")
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:
@@ -34,7 +40,15 @@ def parse_duration(value: object) -> float:
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError('must be a duration such as "500ms", "30s", "5m", "1h" or "7d"')
-    return total
+    return _bounded(total)
+
+
+def _bounded(seconds: float) -> float:
+    if not math.isfinite(seconds):  # TOML has inf and nan
+        raise ValueError("must be a finite number of seconds")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most {MAX_DURATION_S / 86400:.0f}d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

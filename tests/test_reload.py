@@ -96,3 +96,31 @@ async def _config_error(session, web_port):
     async with session.get(f"http://127.0.0.1:{web_port}/healthz") as response:
         health = await response.json()
     return health if health["config"]["error"] else None
+
+
+async def test_reloading_with_each_broken_config_of_the_corpus_keeps_the_old_one_running(tmp_path):
+    from probe.config import load_config
+    from probe.reload import ConfigWatcher
+    from probe.service import Probe
+    from tests.probe.test_config import CORPUS, EXPECTED
+
+    path = tmp_path / "probe.toml"
+    good = text(free_port(), ["alpha", "beta"]).encode()
+    path.write_bytes(good)
+    probe = Probe(load_config(path), flush_interval=0.05)
+    await probe.start()
+    watcher = ConfigWatcher(probe, path)
+    try:
+        running = probe.config
+        for name, lines in EXPECTED.items():
+            path.write_bytes((CORPUS / name).read_bytes())
+            assert await watcher.reload("test") is False, name
+            assert watcher.error == [f"probe.toml: {line}" for line in lines]
+            assert probe.config is running, name
+            assert sorted(probe.monitors) == ["alpha", "beta"] and probe.scheduler.monitor_ids() == {"alpha", "beta"}
+        assert probe.scheduler.running
+        path.write_bytes(good.replace(b'"beta"', b'"gamma"'))
+        assert await watcher.reload("fixed") is True and watcher.error is None  # and a good edit still applies
+        assert probe.scheduler.monitor_ids() == {"alpha", "gamma"}
+    finally:
+        await probe.stop()

@@ -18,6 +18,7 @@ from probe.models import Incident, IncidentUpdate
 from probe.operator import NewIncident, Operator, OperatorError
 from probe.maintenance import MaintenanceWindow
 from probe.units import iso_utc, now_ms, parse_duration
+from web.public import whole_number
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
 OPERATOR = web.AppKey("operator", Operator)
@@ -253,19 +254,20 @@ async def _body(request: web.Request, fields: dict[str, type], required: tuple[s
 
 
 def _incident_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    number = whole_number(request.match_info["id"], 18)
+    if number is None:
         raise OperatorError("incident not found", 404)
-    return int(raw)
+    return number
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = whole_number(raw)
+    if number is None or not low <= number <= high:
         raise OperatorError(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 def _author(request: web.Request) -> str:

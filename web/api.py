@@ -112,11 +112,10 @@ async def incidents(request: web.Request) -> web.Response:
 async def maintenance(request: web.Request) -> web.Response:
     probe = _probe(request)
     now = now_ms()
-    names = {m.id for m in public.public_monitors(probe)}
-    windows = probe.maintenance_between(now - 90 * DAY_MS, now + 90 * DAY_MS)
+    windows = public.public_windows(probe, now - 90 * DAY_MS, now + 90 * DAY_MS)  # not those of private monitors alone
     return _json({"maintenance": [
         {"id": w.id, "title": w.title, "description": w.description, "status": w.status(now),
-         "monitors": [m for m in w.monitors if m in names], "start": iso_utc(w.start_ms), "end": iso_utc(w.end_ms)}
+         "monitors": list(w.monitors), "start": iso_utc(w.start_ms), "end": iso_utc(w.end_ms)}
         for w in windows]})
 
 
@@ -124,7 +123,7 @@ def _time_param(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if raw.isdigit() and len(raw) <= 15:
+    if public.whole_number(raw) is not None:
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -139,6 +138,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = public.whole_number(raw)
+    if number is None or not low <= number <= high:
         raise web.HTTPBadRequest(text=f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return number

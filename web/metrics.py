@@ -1,9 +1,10 @@
-"""/metrics for the operator's Prometheus: every monitor, public or not; process metrics.
+"""/metrics for the operator's Prometheus: every monitor (private ones only behind metrics_token).
 
 Written with the official prometheus_client. Values are read at scrape time (no gauge
 is touched on the check path); the availability figures come from the same rollups as
 the page. `[server] metrics = false` removes the route; `metrics_token` requires a
-bearer token.
+bearer token. Without a token the route is as public as the page, so private monitors
+(their ids, names and groups are labels) are left out until one is set.
 """
 from __future__ import annotations
 
@@ -45,16 +46,21 @@ async def metrics(request: web.Request) -> web.Response:
                                                                   "Cache-Control": "no-store"})
 
 
+def shown(config) -> list:
+    return [m for m in config.monitors if m.public or config.server.metrics_token]
+
+
 class Snapshot:
     """Everything a scrape reports, gathered first (async), then collected (sync)."""
 
     def __init__(self, probe, availability: dict[str, dict[str, float | None]], now: int) -> None:
         self.probe, self.availability, self.now = probe, availability, now
+        self.monitors = shown(probe.config)
 
     @classmethod
     async def take(cls, probe) -> "Snapshot":
         now = now_ms()
-        ids = [m.id for m in probe.config.monitors]
+        ids = [m.id for m in shown(probe.config)]
         mode = probe.config.stats.maintenance
         availability: dict[str, dict[str, float | None]] = {m: {} for m in ids}
         spans = {window: (now - span, now) for window, span in WINDOWS.items()}
@@ -78,7 +84,7 @@ class Snapshot:
                                      labels=labels + ["result"])
         ratio = GaugeMetricFamily("probe_monitor_availability_ratio",
                                   "Availability over a trailing window (README: method)", labels=labels + ["window"])
-        for m in self.probe.config.monitors:
+        for m in self.monitors:
             values = [m.id, m.display_name, m.type, m.group]
             record = self.probe.latest.get(m.id)
             if record is not None:

@@ -95,7 +95,8 @@ async def _months(probe, monitor_id: str, now: int) -> list[tuple[str, str]]:
 async def incident_page(request: web.Request) -> web.Response:
     probe = _probe(request)
     raw = request.match_info["id"]
-    incident = await probe.store.incident(int(raw)) if raw.isdigit() and len(raw) < 18 else None
+    number = public.whole_number(raw, 18)
+    incident = await probe.store.incident(number) if number is not None else None
     if incident is None or not public.incident_is_public(public.public_ids(probe), incident):
         raise web.HTTPNotFound(text="incident not found")
 
@@ -118,9 +119,9 @@ async def _incident_view(probe, incident) -> public.IncidentView:
 async def history_page(request: web.Request) -> web.Response:
     probe = _probe(request)
     before = request.query.get("before", "")
-    if before and not before.isdigit():
+    before_ms = public.whole_number(before) if before else None
+    if before and before_ms is None:
         raise web.HTTPBadRequest(text="before must be a time in milliseconds")
-    before_ms = int(before) if before else None
 
     async def build():
         found = await probe.store.incidents(limit=HISTORY_PAGE * 3, before_ms=before_ms)

@@ -21,6 +21,15 @@ from probe.store import DAILY, HOURLY
 from probe.units import now_ms
 
 DAY_MS, HOUR_MS = 86_400_000, 3_600_000
+MS_DIGITS = 15  # milliseconds since 1970 until the year 33658: anything longer is no time
+
+
+def whole_number(raw: str, max_digits: int = MS_DIGITS) -> int | None:
+    """The number in a query or path value, or None. ASCII only: str.isdigit() also takes
+    "²", which int() refuses, and a number SQLite cannot hold would fail in the query."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw)
+    return None
 WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
 BAR_DAYS = 90
 STALE_AFTER_INTERVALS = 3  # a monitor whose last result is older than this many intervals is "unknown"
@@ -267,7 +276,8 @@ async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, n
 
 def incident_is_public(public_ids: set[str], incident: Incident) -> bool:
     # An automatic incident is as public as its monitor; an operator's incident was
-    # written for the page, but it names only the public monitors it affects.
+    # written for the page, but it names only the public monitors it affects, and one about
+    # private monitors alone stays private (as a maintenance window over them does).
     if incident.monitor_id is not None:
         return incident.monitor_id in public_ids
-    return True
+    return not incident.affected or any(m in public_ids for m in incident.affected)

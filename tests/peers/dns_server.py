@@ -16,6 +16,7 @@ authoritative server does. `mode` switches to hostile behaviour:
     "garbage"   answer with the query's id followed by bytes that are no DNS message
     "wrong_id"  answer correctly, but with another message id
     "truncate"  over UDP answer with the TC flag and no records; TCP gives the full answer
+    "truncate_hang"  as "truncate" over UDP; over TCP read the query, never answer
     "servfail"  answer SERVFAIL to everything
 
 `tcp=False` leaves the TCP port closed (connections are refused). Every query that
@@ -35,7 +36,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-Mode = Literal["answer", "silent", "garbage", "wrong_id", "truncate", "servfail"]
+Mode = Literal["answer", "silent", "garbage", "wrong_id", "truncate", "truncate_hang", "servfail"]
 HOST = "127.0.0.1"
 _PORT_ATTEMPTS = 20
 
@@ -106,14 +107,14 @@ class DnsServer:
         except (dns.exception.DNSException, IndexError):
             return None
         self.queries.append((transport, question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)))
-        if self.mode == "silent":
+        if self.mode == "silent" or (self.mode == "truncate_hang" and transport == "tcp"):
             return None
         if self.mode == "garbage":
             return wire[:2] + b"\x81\x80\xde\xad\xbe\xefnot a dns message"
         response = dns.message.make_response(query)
         if self.mode == "servfail":
             response.set_rcode(dns.rcode.SERVFAIL)
-        elif self.mode == "truncate" and transport == "udp":
+        elif self.mode in ("truncate", "truncate_hang") and transport == "udp":
             response.flags |= dns.flags.TC
         else:
             self._answer(response, question.name, question.rdtype)

@@ -1,8 +1,11 @@
 """Config loading: the example loads; every broken file gets one precise line per mistake."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from probe.cli import main
 from probe.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +46,63 @@ EXPECTED = {
     "invalid-unknown-type.toml": ['monitors[0] "ftp": type must be one of http | tcp | dns | icmp (got "ftp")'],
     "invalid-wrong-type.toml": ['monitors[0] "db": port must be an integer (got "5432")'],
     "invalid-zero-threshold.toml": ['monitors[0] "web": failure_threshold must be at least 1 (got 0)'],
+    # --- what real users get wrong: typos, pasted text, editors, wrong kinds of value -----------
+    "invalid-bad-host.toml": ['monitors[0] "db": host must be a host name or IP address (got "db.example .com")'],
+    "invalid-bad-ip.toml": ['monitors[0] "gw": host is not a valid IPv4 address (got "192.168.1.300")'],
+    "invalid-bad-regex.toml": ['monitors[0] "web": expect_regex is not a valid regular expression: missing ), '
+                               'unterminated subpattern at position 9 (got "version: (\\d+")'],
+    "invalid-bad-utf8.toml": ["not valid UTF-8 at line 3, column 13 (byte 0xe9); save the file as UTF-8"],
+    "invalid-dns-record-type.toml": ['monitors[0] "dns": record_type must be one of "A", "AAAA", "CNAME", "MX", '
+                                     '"TXT", "NS", "SOA", "SRV", "CAA", "PTR" (got "AAA")'],
+    "invalid-dns-server.toml": ['monitors[0] "dns": server must be "host[:port]", e.g. "192.0.2.53", '
+                                '"ns1.example.com:5353" or "[2001:db8::53]:53" (got "300.1.1.1:53")'],
+    "invalid-duplicate-notifier.toml": ['notifiers[1] "hook": id "hook" is already used by notifiers[0]'],
+    "invalid-empty-id.toml": ['monitors[0] "": id must match [a-z0-9][a-z0-9_-]* (got "")'],
+    "invalid-env-syntax.toml": ['monitors[0] "web": url has "${" without a variable name and a closing "}" '
+                                '(write "$$" for a literal "$")'],
+    "invalid-float-threshold.toml": ['monitors[0] "web": failure_threshold must be an integer (got 2.5)'],
+    "invalid-header-newline.toml": ['monitors[0] "web": headers."X-Token" must not contain line breaks'],
+    "invalid-host-with-port.toml": ['monitors[0] "db": host must be a host name or IP address without a port; '
+                                    'put the port in `port` (got "db.example.com:5432")'],
+    "invalid-huge-interval.toml": ['monitors[0] "web": interval must be at most 36500d (got "99999999999d")'],
+    "invalid-infinite-timeout.toml": ['monitors[0] "web": timeout must be a finite number of seconds (got inf)'],
+    "invalid-list-element-type.toml": ['monitors[0] "web": expect_status [1] must be an integer or a string '
+                                       '(got true)'],
+    "invalid-maintenance-cron.toml": ['maintenance[0] "patch": cron is not a cron schedule '
+                                      '(Invalid weekday name "sunday") (got "0 2 * * sunday-ish")'],
+    "invalid-maintenance-end-before-start.toml": ['maintenance[0] "patch": end must be after start'],
+    "invalid-maintenance-unknown-monitor.toml": ['maintenance[0] "patch": monitors names no [[monitors]] entry '
+                                                 '(got "website")'],
+    "invalid-method.toml": ['monitors[0] "web": method must be an HTTP method such as "GET" or "POST" '
+                            '(got "GET /health")'],
+    "invalid-negative-interval.toml": ['monitors[0] "web": interval must not be negative (got "-30s")'],
+    "invalid-notifier-type.toml": ['notifiers[0] "oncall": type must be one of email | webhook | dingtalk | '
+                                   'feishu | lark | wecom | slack | discord | teams | telegram | ntfy | gotify | '
+                                   'pagerduty (got "victorops")'],
+    "invalid-notifier-url.toml": ['notifiers[0] "hook": url must be an http:// or https:// URL '
+                                  '(got "hooks.example.com/probe")'],
+    "invalid-notify-not-list.toml": ['monitors[0] "web": notify must be a list (got "hook")'],
+    "invalid-page-link.toml": ['page: link must be an http:// or https:// URL or a path such as "/" '
+                               '(got "javascript:alert(document.cookie)")'],
+    "invalid-page-logo.toml": ['page: logo must be an http:// or https:// URL, a path such as "/logo.png" or a '
+                               'data:image/ URL (got "javascript:alert(1)")'],
+    "invalid-port-zero.toml": ['monitors[0] "db": port must be between 1 and 65535 (got 0)'],
+    "invalid-section-twice.toml": ["not valid TOML: Cannot declare ('server',) twice (at line 4, column 8)"],
+    "invalid-smart-quotes.toml": ["not valid TOML: Invalid value (at line 5, column 8); the line has typographic "
+                                  "quotes (“ ” ‘ ’): TOML strings need straight ones (\" or ')"],
+    "invalid-unknown-notifier.toml": ['monitors[0] "web": notify names no [[notifiers]] entry (got "ops-email")'],
+    "invalid-url-host.toml": ['monitors[0] "shop": url has a host that is neither a host name nor an IP address '
+                              '(got "https://shop example.com/")'],
+    "invalid-url-no-scheme.toml": ['monitors[0] "shop": url must start with http:// or https:// '
+                                   '(got "shop.example.com/health")'],
+    "invalid-url-port.toml": ['monitors[0] "shop": url is not a valid URL: Port out of range 0-65535 '
+                              '(got "https://shop.example.com:99999/")'],
+    "invalid-url-scheme.toml": ['monitors[0] "shop": url must start with http:// or https:// '
+                                '(got "htps://shop.example.com/")'],
 }
+# The ones most likely to escape as an exception, run as a real `probe validate` process.
+AS_A_PROCESS = ["invalid-bad-utf8.toml", "invalid-infinite-timeout.toml", "invalid-smart-quotes.toml",
+                "invalid-syntax.toml", "invalid-env-syntax.toml", "invalid-huge-interval.toml"]
 
 
 def test_every_broken_config_in_the_corpus_has_its_expected_message():
@@ -55,6 +114,34 @@ def test_a_broken_config_is_answered_with_precise_lines(name):
     with pytest.raises(ConfigError) as caught:
         load_config(CORPUS / name)
     assert caught.value.problems == [f"{name}: {line}" for line in EXPECTED[name]]
+
+
+def test_the_corpus_holds_at_least_30_distinct_mistakes():
+    assert len(EXPECTED) >= 30
+    assert len({line for lines in EXPECTED.values() for line in lines}) >= len(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_probe_validate_prints_the_lines_and_exits_2_without_a_traceback(name, capsys):
+    assert main(["validate", "-c", str(CORPUS / name)]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"{name}: {line}" for line in EXPECTED[name]]
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("name", AS_A_PROCESS)
+def test_probe_validate_as_a_process_exits_2_with_one_line_per_problem(name):
+    done = subprocess.run([sys.executable, "-m", "probe", "validate", "-c", str(CORPUS / name)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.splitlines() == [f"{name}: {line}" for line in EXPECTED[name]]
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (CORPUS.parent.parent / "config.example.toml").read_bytes())
+    assert load_config(path).page.title == "Acme Status"
 
 
 def test_the_example_config_loads_with_a_monitor_of_every_type():

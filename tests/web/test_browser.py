@@ -3,6 +3,7 @@
 What a visitor sees: the banner, 90 cells a bar, a down monitor, the Chinese page, no
 console errors. A screenshot is saved beside the test's files (and to artifacts/).
 """
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -76,3 +77,97 @@ async def test_the_chinese_page_reads_in_chinese(write_config, tmp_path):
     assert seen["cells"] == 90 and problems == []
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(tmp_path / "page-zh.png", ARTIFACTS / "status-page-zh-CN.png")
+
+
+# --- operator text is inert ------------------------------------------------------------------
+# Every place an operator writes text, filled with payloads that would each set a flag, log to
+# the console and open a dialog if they ever ran. Listeners are attached before the page loads.
+PWN = "__pwned=1;console.log('PWNED');alert(1)"
+TITLE = f'<script>{PWN}</script>"><img src=x onerror="{PWN}">\'><svg onload="{PWN}">'  # within 200 characters
+PAYLOAD = TITLE + f'<a href="javascript:{PWN}">link</a></textarea></title><script>{PWN}</script>'
+TOML_PAYLOAD = PAYLOAD.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def hostile_config(write_config):
+    """history.py's site with every operator-written text replaced by the payload."""
+    def write(text: str, name: str = "cfg.toml"):
+        text = (text.replace('title = "Acme Status"', f'title = "{TOML_PAYLOAD}"\ndescription = "{TOML_PAYLOAD}"')
+                .replace('group = "Public"', f'group = "{TOML_PAYLOAD}"')
+                .replace('name = "Database"', f'name = "{TOML_PAYLOAD}"\ndescription = "{TOML_PAYLOAD}"'))
+        return write_config(text, name)
+    return write
+
+
+def maintenance_extra() -> str:
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    return "".join(f'''
+[[maintenance]]
+id = "{window_id}"
+title = "{TOML_PAYLOAD}"
+description = "{TOML_PAYLOAD}"
+monitors = ["db"]
+start = {(now + offset).strftime("%Y-%m-%dT%H:%M:%SZ")}
+duration = "2h"
+''' for window_id, offset in (("past", -timedelta(days=2)), ("now", -timedelta(minutes=30)),
+                              ("soon", timedelta(days=1))))
+
+
+async def operator_incident(client) -> int:
+    """An incident written through the admin API: title, updates and a postmortem carry the payload."""
+    auth = {"Authorization": "Bearer t0ken"}
+    incident = await (await client.post("/api/v1/admin/incidents", headers=auth, json={
+        "title": TITLE, "impact": "minor", "monitors": ["api"], "body": PAYLOAD})).json()
+    assert "id" in incident, incident
+    path = f"/api/v1/admin/incidents/{incident['id']}"
+    for status in ("identified", "resolved"):
+        assert (await client.post(path + "/updates", headers=auth, json={"status": status, "body": PAYLOAD})).status == 201
+    postmortem = f"# {PAYLOAD}\n\n- {PAYLOAD}\n\n{PAYLOAD}"
+    assert (await client.put(path + "/postmortem", headers=auth, json={"body": postmortem})).status == 200
+    return incident["id"]
+
+
+async def visit_hostile(urls: list[str]) -> dict:
+    found = {"console": [], "dialogs": [], "errors": [], "flags": {}, "handlers": {}, "scripts": {}}
+    async with playwright.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: found["console"].append(m.text))
+            page.on("pageerror", lambda e: found["errors"].append(str(e)))
+            page.on("dialog", lambda d: (found["dialogs"].append(d.message), asyncio.ensure_future(d.dismiss())))
+            for url in urls:
+                await page.goto(url, wait_until="load")
+                for cell in (await page.query_selector_all(".bar .cell"))[-3:]:
+                    await cell.focus()  # tooltips are built from operator text too
+                found["flags"][url] = await page.evaluate("window.__pwned || 0")
+                found["handlers"][url] = await page.evaluate(DOM_SCAN)
+                found["scripts"][url] = await page.evaluate(
+                    "[...document.scripts].filter(s => !s.src.endsWith('/static/page.js')).length")
+        finally:
+            await browser.close()
+    return found
+
+
+# Elements with an inline event handler or a javascript: URL: the page itself has none.
+DOM_SCAN = """[...document.querySelectorAll('*')].flatMap(el => [...el.attributes]
+    .filter(a => a.name.startsWith('on') || /^\\s*javascript:/i.test(a.value))
+    .map(a => el.tagName + ' ' + a.name))"""
+
+
+async def test_operator_text_with_script_and_attribute_breaking_payloads_is_inert_in_a_browser(write_config):
+    client, probe = await serve(await make_history(hostile_config(write_config), days=14, extra=maintenance_extra()))
+    try:
+        incident_id = await operator_incident(client)
+        automatic = [i.id for i in await probe.store.incidents("db")]
+        pages = ["/", "/history", "/monitors/db", "/monitors/api", f"/incidents/{incident_id}",
+                 *[f"/incidents/{i}" for i in automatic[:2]]]
+        html = await (await client.get(f"/incidents/{incident_id}")).text()
+        found = await visit_hostile([str(client.make_url(p)) for p in pages])
+    finally:
+        await client.close()
+    assert "&lt;script&gt;" in html  # the payload is there, as text
+    assert found["dialogs"] == [] and "PWNED" not in " ".join(found["console"]) and found["errors"] == []
+    assert set(found["flags"].values()) == {0}
+    assert all(v == [] for v in found["handlers"].values()), found["handlers"]
+    assert set(found["scripts"].values()) == {0}

@@ -71,7 +71,7 @@ async def test_metrics_report_every_monitor_with_units_in_the_names(site):
     found = families(await response.text())
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
     up = {s.labels["monitor"]: s.value for s in found["probe_monitor_up"].samples}
-    assert up == {"api": 1, "web": 1, "db": 0, "secret": 0}  # private monitors too: this is the operator's
+    assert up == {"api": 1, "web": 1, "db": 0}  # no token: as public as the page, so not the private monitor
     ratio = {(s.labels["monitor"], s.labels["window"]): s.value for s in found["probe_monitor_availability_ratio"].samples}
     assert abs(ratio["api", "90d"] - (1 - 1 / 2160)) < 2e-5
     latency = {s.labels["monitor"]: s.value for s in found["probe_monitor_latency_seconds"].samples}
@@ -92,9 +92,12 @@ async def test_metrics_can_require_a_token_or_be_switched_off(write_config):
         refused = await client.get("/metrics")
         wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
         allowed = await client.get("/metrics", headers={"Authorization": "Bearer m3trics"})
+        scraped = families(await allowed.text())
     finally:
         await client.close()
     assert refused.status == 401 and wrong.status == 401 and allowed.status == 200
+    up = {s.labels["monitor"] for s in scraped["probe_monitor_up"].samples}
+    assert up == {"api", "web", "db", "secret"}  # behind the token: every monitor, for the operator
     path.write_text(text.replace('metrics_token = "m3trics"', "metrics = false"))
     client, _ = await serve(path)
     try:
