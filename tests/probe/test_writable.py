@@ -1,10 +1,13 @@
 """A database that stops taking writes (disk full, read-only) and comes back: the real file,
 the real writer, the real web app. The disk is filled with SQLite's own `max_page_count`
 on the writer connection (portable: CI need not allow mounts); read-only is `query_only`,
-which fails writes with the same SQLITE_READONLY a read-only mount gives."""
+which fails writes with the same SQLITE_READONLY a read-only mount gives (a mount with files
+open for writing cannot be remounted read-only on purpose). Where the machine allows it, a
+real 8 MB tmpfs is filled to ENOSPC as well."""
 import asyncio
 import logging
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -44,7 +47,7 @@ async def eventually(condition, timeout: float = 20.0, what: str = "condition"):
         await asyncio.sleep(0.1)
 
 
-def busy_config(write_config, url, monitors: int = 8):
+def busy_config(write_config, url, db: str = "probe.db", monitors: int = 8):
     """Several monitors checked often, so the writer soon needs a new page of the file."""
     entries = "".join(f"""
         [[monitors]]
@@ -53,9 +56,9 @@ def busy_config(write_config, url, monitors: int = 8):
         type = "http"
         url = "{url}"
         """ for i in range(monitors))
-    return load_config(write_config("""
+    return load_config(write_config(f"""
         [storage]
-        path = "probe.db"
+        path = "{db}"
         [defaults]
         interval = "200ms"
         timeout = "150ms"
@@ -85,11 +88,11 @@ def _sqlite_error(text: str, code: int) -> sqlite3.Error:
     return exc
 
 
-async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem):
+async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db="probe.db"):
     """Target down -> incident in the file -> database breaks -> page and /healthz -> mended -> writes resume."""
     caplog.set_level(logging.INFO, logger="probe.store")
     async with Target() as target:
-        probe = Probe(busy_config(write_config, target.url), flush_interval=0.05)
+        probe = Probe(busy_config(write_config, target.url, db), flush_interval=0.05)
         async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
             target.healthy = False
             await eventually(lambda: _incident_in_file(probe), what="an incident in the file")
@@ -178,3 +181,32 @@ async def test_results_beyond_the_memory_bound_are_dropped_and_counted_and_the_r
 
 async def _not_writable(store):
     return not store.healthy
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MB file system (tmpfs), where the machine lets the test mount one (root, not CI)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+async def test_a_really_full_disk_is_named_and_writing_resumes_when_a_file_is_deleted(
+        tmp_path, write_config, caplog, small_disk):
+    filler = small_disk / "filler"
+
+    async def fill(store):
+        with open(filler, "wb") as fh, pytest.raises(OSError, match="No space left"):
+            while True:
+                fh.write(b"x" * 65536)
+                fh.flush()
+
+    async def delete(store):
+        filler.unlink()
+
+    await _story(tmp_path, write_config, caplog, fill, delete, "database full", db=str(small_disk / "probe.db"))
