@@ -31,7 +31,7 @@ from probe import histogram
 from probe.calendar import HOUR_MS, Calendar, hour_start
 from probe.models import EventKind, Impact, Incident, IncidentEvent, IncidentUpdate, ResultRecord, Status
 from probe.units import now_ms
-from probe.writable import WriteState
+from probe.writable import WriteState, problem_of
 
 log = logging.getLogger("probe.store")
 
@@ -268,11 +268,18 @@ class Store:
     # ---- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except sqlite3.Error as exc:  # not a database, a directory, a full or read-only disk: say which
+            await self.close()
+            raise StoreError(f"{problem_of(exc)} ({exc})") from None
+
+    async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = await aiosqlite.connect(self.path)
+        self.writer = await self._connect()
         await self._configure(self.writer)
         await self._migrate()
-        self.reader = await aiosqlite.connect(self.path)
+        self.reader = await self._connect()
         await self._configure(self.reader)
         await self.reader.execute("PRAGMA query_only = ON")
         for table in ("incidents", "events", "reasons", "incident_updates"):
@@ -281,6 +288,18 @@ class Store:
         await self._load_monitors()
         await self._check_calendar()
         self._task = asyncio.create_task(self._run_writer(), name="store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = aiosqlite.connect(self.path)
+        try:
+            return await conn
+        except sqlite3.Error:
+            # aiosqlite stops its thread itself, but the thread still reports to this loop:
+            # wait for it, or it prints a traceback once the loop is closed.
+            thread = getattr(conn, "_thread", None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5.0)
+            raise
 
     async def close(self) -> None:
         if self._task:

@@ -18,7 +18,8 @@ log = logging.getLogger("probe.store")
 
 # SQLite's primary result codes (the low byte of an extended code).
 _SQLITE_PROBLEMS = {5: "database locked", 6: "database locked", 8: "read-only", 10: "disk I/O error",
-                    11: "database corrupt", 13: "database full", 14: "cannot open the database file"}
+                    11: "database corrupt", 13: "database full", 14: "cannot open the database file",
+                    26: "not a database"}
 _OS_PROBLEMS = {errno.ENOSPC: "database full", errno.EDQUOT: "database full", errno.EROFS: "read-only",
                 errno.EACCES: "read-only", errno.EPERM: "read-only", errno.EIO: "disk I/O error"}
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
