@@ -122,6 +122,14 @@ async def wait_healthy(proc, web_port, log_path, timeout=30.0):
     raise AssertionError("probe did not become healthy: " + log_path.read_text()[-3000:])
 
 
+async def start_probe(config_path, web_port):
+    """A `probe run` on this config, once its /healthz says 200; it logs to probe.log beside the config."""
+    log_path = config_path.parent / "probe.log"
+    proc = await spawn(config_path, log_path)
+    await wait_healthy(proc, web_port, log_path)
+    return proc
+
+
 def query(db_path, sql, params=()):
     conn = sqlite3.connect(db_path)
     try:
@@ -229,8 +237,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_incident_and_no_
             check_file(db_path, receiver.requests)
         flapper.settled = True
         rounds.starts.append(time.monotonic())
-        proc = await spawn(config, log_path)
-        await wait_healthy(proc, web_port, log_path)
+        proc = await start_probe(config, web_port)
         await wait_quiet(db_path)
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
@@ -265,19 +272,16 @@ async def test_kill_9_then_restart_keeps_the_file_intact_and_incidents_single(wr
     web_port = free_port()
     config = write_config(SMALL_CONFIG.format(web_port=web_port) + tcp_monitors("down", DOWN_MONITORS, free_port())
                           + tcp_monitors("up", UP_MONITORS, open_port))
-    log_path = tmp_path / "probe.log"
     rng = random.Random(7)
     try:
         for round_ in range(4):
-            proc = await spawn(config, log_path)
-            await wait_healthy(proc, web_port, log_path)
+            proc = await start_probe(config, web_port)
             await asyncio.sleep(1.2 + rng.random())  # incidents open in the first round
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             incidents = open_incidents_per_monitor(tmp_path / "probe.db")
             assert all(count == 1 for count in incidents.values()), (round_, incidents)
-        proc = await spawn(config, log_path)
-        await wait_healthy(proc, web_port, log_path)
+        proc = await start_probe(config, web_port)
         await asyncio.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
