@@ -131,6 +131,7 @@ class Dispatcher:
     # ---- intake: events -> outbox -----------------------------------------------------
 
     async def _intake(self) -> None:
+        failing = False  # log a failure once, not every retry (the store names a full disk itself)
         while True:
             try:
                 event = await asyncio.wait_for(self._queue.get(), self.poll_s)
@@ -141,8 +142,11 @@ class Dispatcher:
                 pass  # poll anyway: the bus may have dropped events when its queue was full
             try:
                 await self.catch_up()
+                failing = False
             except Exception:  # a database hiccup: the cursor has not moved, try again
-                log.exception("notification intake failed; will retry")
+                if not failing:
+                    log.exception("notification intake failed; will retry")
+                failing = True
                 await asyncio.sleep(1.0)
 
     def _remember(self, event: IncidentEvent) -> None:
@@ -285,6 +289,7 @@ class Dispatcher:
     async def _worker(self, config: NotifierConfig) -> None:
         notifier, wake = config.make(), self._wakes[config.id]
         limiter = RateLimiter(notifier.limits)
+        claim_failing = False
         while True:
             wake.clear()
             try:
@@ -305,12 +310,16 @@ class Dispatcher:
                     await asyncio.wait_for(wake.wait(), wait)
                 continue
             try:
-                if not await self._claim(delivery_id, attempts):
-                    continue
+                claimed = await self._claim(delivery_id, attempts)
             except Exception as exc:  # the database takes no writes (disk full): nothing sent, try later
-                log.warning("cannot claim a notification notifier=%s delivery=%d error=%s; will retry",
-                            config.id, delivery_id, exc)
+                if not claim_failing:
+                    log.warning("cannot claim a notification notifier=%s delivery=%d error=%s; will retry",
+                                config.id, delivery_id, exc)
+                claim_failing = True
                 await asyncio.sleep(1.0)
+                continue
+            claim_failing = False
+            if not claimed:
                 continue
             limiter.record(time.monotonic())
             await self._attempt(notifier, delivery_id, Message.from_json(payload), attempts + 1, created_ms)
