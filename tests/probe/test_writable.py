@@ -6,6 +6,7 @@ open for writing cannot be remounted read-only on purpose). Where the machine al
 real 8 MB tmpfs is filled to ENOSPC as well."""
 import asyncio
 import logging
+import re
 import sqlite3
 import subprocess
 import time
@@ -101,6 +102,7 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
             page = await client.get("/")
             html = await page.text()
             api = await (await client.get("/api/v1/status")).json()
+            metrics = await (await client.get("/metrics")).text()
             await eventually(lambda: _failed_at_least(probe.store, 2), what="a second failed batch")
             kept = probe.store.pending_results
             failures, mended_ms = probe.store.write_state.failures, int(time.time() * 1000)
@@ -112,6 +114,8 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
     assert page.status == 200 and "Website 3 is down" in html  # the last known state
     assert {m["status"] for m in api["monitors"]} == {"down"}
     assert broken["status"] == "failing"
+    assert "probe_database_writable 0.0" in metrics and "probe_database_dropped_results_total 0.0" in metrics
+    assert re.search(r"^probe_database_pending_results [1-9]", metrics, re.M)
     assert broken["problems"] == [f"{problem}: {probe.store.path}: {broken['database']['error']}"]
     assert broken["database"]["problem"] == problem and broken["database"]["writable"] is False
     assert broken["database"]["since_ms"] is not None and broken["database"]["dropped_results"] == 0
