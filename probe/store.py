@@ -447,7 +447,7 @@ class Store:
             await asyncio.sleep(pause)
             return
         self._failed = None
-        self.write_state.succeeded(len(batch.results), self.dropped_results)
+        self.write_state.succeeded(len(batch.results) + self._queued, self.dropped_results)
         self.healthy, self.last_error, self.last_commit_ms = True, None, now_ms()
         self.last_committed.update(batch.last)
         self._publish(batch)

@@ -71,9 +71,10 @@ class WriteState:
                       " (counted in /healthz) until writes resume", self.path, bound)
             self.dropped_logged = True
 
-    def succeeded(self, written: int, dropped: int) -> None:
+    def succeeded(self, kept: int, dropped: int) -> None:
+        """Record a commit; after an outage, say it is over and what it cost."""
         if self.problem is not None:
-            log.warning("database writable again path=%s after=%.1fs problem_was=%r results_written=%d"
+            log.warning("database writable again path=%s after=%.1fs problem_was=%r results_kept=%d"
                         " results_dropped=%d", self.path, (now_ms() - self.since_ms) / 1000, self.problem,
-                        written, dropped)
+                        kept, dropped)
         self.problem, self.error, self.since_ms, self.failures, self.dropped_logged = None, "", None, 0, False

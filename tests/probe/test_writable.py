@@ -106,6 +106,7 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
             await eventually(lambda: _failed_at_least(probe.store, 2), what="a second failed batch")
             kept = probe.store.pending_results
             failures, mended_ms = probe.store.write_state.failures, int(time.time() * 1000)
+            in_file_before = rows_in_file(probe.store.path, 0)
             await mend_it(probe.store)
             healthy = await eventually(lambda: _health_when(client, 200), what="/healthz 200 again")
             await asyncio.sleep(0.6)  # a few more checks after resumption
@@ -122,6 +123,7 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
     assert healthy["database"] == {**healthy["database"], "problem": None, "writable": True}
     assert healthy["problems"] == [] and pending == 0
     assert failures >= 2 and kept >= 20  # several batches failed, results waited in memory...
+    assert rows_in_file(probe.store.path, 0) >= in_file_before + kept  # ...and then reached the file
     assert rows_in_file(probe.store.path, mended_ms) >= 2  # written after resumption, in the real file
     messages = [r.getMessage() for r in caplog.records if r.name == "probe.store"]
     # ...yet one line when writes stop and one when they resume.
