@@ -118,7 +118,8 @@ async def wait_healthy(proc, web_port, log_path, timeout=30.0):
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    proc.kill()
+    if proc.returncode is None:
+        proc.kill()
     raise AssertionError("probe did not become healthy: " + log_path.read_text()[-3000:])
 
 

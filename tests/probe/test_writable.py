@@ -21,6 +21,8 @@ from probe.writable import problem_of
 from probe.config import load_config
 from tests.probe.test_service import Target
 from tests.probe.test_store import D0, _Monitor, record
+from tests.test_cli import free_port, probe_cli
+from tests.test_crash import start_probe
 from web.app import create_app
 
 
@@ -189,6 +191,13 @@ async def _not_writable(store):
     return not store.healthy
 
 
+def fill_up(filler) -> None:
+    with open(filler, "wb") as fh, pytest.raises(OSError, match="No space left"):
+        while True:
+            fh.write(b"x" * 65536)
+            fh.flush()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 8 MB file system (tmpfs), where the machine lets the test mount one (root, not CI)."""
@@ -207,12 +216,26 @@ async def test_a_really_full_disk_is_named_and_writing_resumes_when_a_file_is_de
     filler = small_disk / "filler"
 
     async def fill(store):
-        with open(filler, "wb") as fh, pytest.raises(OSError, match="No space left"):
-            while True:
-                fh.write(b"x" * 65536)
-                fh.flush()
+        fill_up(filler)
 
     async def delete(store):
         filler.unlink()
 
     await _story(tmp_path, write_config, caplog, fill, delete, "database full", db=str(small_disk / "probe.db"))
+
+
+async def test_probe_run_started_on_a_full_disk_says_so_in_one_line(write_config, small_disk):
+    port, db = free_port(), small_disk / "probe.db"
+    head = f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\npath = "{db}"\n'
+    monitor = '[[monitors]]\nid = "{}"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 1\ninterval = "100ms"\ntimeout = "50ms"\n'
+    config = write_config(head + monitor.format("a"))
+    proc = await start_probe(config, port)
+    await asyncio.sleep(0.5)
+    proc.kill()  # as a crash does, it leaves its write-ahead log behind, so the next start opens the file
+    await proc.wait()
+    fill_up(small_disk / "filler")
+    write_config(head + monitor.format("a") + monitor.format("b"))  # a new monitor: its row must be written
+    code, out, err = await asyncio.wait_for(probe_cli("run", "-c", str(config)), 30)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"probe: cannot write the database {db}: database full (database or disk is full)"]
