@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 
@@ -161,6 +162,7 @@ async def _serve(config: Config, config_path: str) -> int:
     from probe.reload import ConfigWatcher
     from probe.service import Probe
     from probe.store import StoreError
+    from probe.writable import problem_of
     from web.app import create_app
 
     log = logging.getLogger("probe")
@@ -172,6 +174,11 @@ async def _serve(config: Config, config_path: str) -> int:
         await runner.setup()  # starts the probe: opens the database, schedules the checks
     except (StoreError, OSError) as exc:
         print(f"probe: cannot open the database {config.database_path}: {exc}", file=sys.stderr)
+        return EXIT_DOWN
+    except sqlite3.Error as exc:  # opened, but the first writes failed (a full or read-only disk)
+        await probe.store.close()
+        print(f"probe: cannot write the database {config.database_path}: {problem_of(exc)} ({exc})",
+              file=sys.stderr)
         return EXIT_DOWN
     site = web.TCPSite(runner, config.server.host, config.server.port)
     try:

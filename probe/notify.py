@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -130,6 +131,7 @@ class Dispatcher:
     # ---- intake: events -> outbox -----------------------------------------------------
 
     async def _intake(self) -> None:
+        failing = False  # log a failure once, not every retry (the store names a full disk itself)
         while True:
             try:
                 event = await asyncio.wait_for(self._queue.get(), self.poll_s)
@@ -140,8 +142,11 @@ class Dispatcher:
                 pass  # poll anyway: the bus may have dropped events when its queue was full
             try:
                 await self.catch_up()
+                failing = False
             except Exception:  # a database hiccup: the cursor has not moved, try again
-                log.exception("notification intake failed; will retry")
+                if not failing:
+                    log.exception("notification intake failed; will retry")
+                failing = True
                 await asyncio.sleep(1.0)
 
     def _remember(self, event: IncidentEvent) -> None:
@@ -290,6 +295,7 @@ class Dispatcher:
     async def _worker(self, config: NotifierConfig) -> None:
         notifier, wake = config.make(), self._wakes[config.id]
         limiter = RateLimiter(notifier.limits)
+        claim_failing = False
         while True:
             wake.clear()
             try:
@@ -309,7 +315,17 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), wait)
                 continue
-            if not await self._claim(delivery_id, attempts):
+            try:
+                claimed = await self._claim(delivery_id, attempts)
+            except Exception as exc:  # the database takes no writes (disk full): nothing sent, try later
+                if not claim_failing:
+                    log.warning("cannot claim a notification notifier=%s delivery=%d error=%s; will retry",
+                                config.id, delivery_id, exc)
+                claim_failing = True
+                await asyncio.sleep(1.0)
+                continue
+            claim_failing = False
+            if not claimed:
                 continue
             limiter.record(time.monotonic())
             await self._attempt(notifier, delivery_id, Message.from_json(payload), attempts + 1, created_ms)
@@ -346,17 +362,19 @@ class Dispatcher:
 
     async def _record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,
                       done_ms: int | None) -> None:
-        for pause in (0.5, 1, 2, 4, 8, 16, None):  # the row must not stay pending after a send
+        # The row must not stay pending after a send, or the worker would send it again: wait
+        # for the database (a full disk) as long as it takes, holding up only this channel.
+        for failures in itertools.count():
             try:
                 await self.probe.store.write([(
                     "UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
                     (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))])
                 return
-            except Exception:
-                if pause is None:
-                    raise
-                log.exception("recording a delivery failed; retrying")
-                await asyncio.sleep(pause)
+            except Exception as exc:
+                if failures == 0:
+                    log.warning("recording a delivery failed delivery=%d error=%s; retrying until it is written",
+                                delivery_id, exc)
+                await asyncio.sleep(min(16.0, 0.5 * 2 ** failures))
 
     async def deliveries(self, notifier_id: str | None = None, limit: int = 100) -> list[dict]:
         where, params = ("WHERE notifier=?", (notifier_id,)) if notifier_id else ("", ())

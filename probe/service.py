@@ -180,7 +180,22 @@ class Probe:
             "monitors": len(self.monitors),
             "scheduler_running": self.scheduler.running,
             "database_writable": self.store.healthy,
+            "database": self._database_health(),
             "last_commit_ms": self.store.last_commit_ms,
             "started_ms": self.started_ms,
             "config": self.watcher.status() if self.watcher else None,
+        }
+
+    def _database_health(self) -> dict:
+        """What /healthz says about the file: the problem in words, and what waits in memory."""
+        state = self.store.write_state
+        return {
+            "path": str(self.store.path),
+            "writable": self.store.healthy,
+            "problem": state.problem,  # "database full", "read-only", ... or null
+            "error": state.error or None,
+            "since_ms": state.since_ms,
+            "pending_results": self.store.pending_results,
+            "max_pending_results": self.store.max_pending,
+            "dropped_results": self.store.dropped_results,
         }

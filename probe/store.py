@@ -31,6 +31,7 @@ from probe import histogram
 from probe.calendar import HOUR_MS, Calendar, hour_start
 from probe.models import EventKind, Impact, Incident, IncidentEvent, IncidentUpdate, ResultRecord, Status
 from probe.units import now_ms
+from probe.writable import WriteState, problem_of
 
 log = logging.getLogger("probe.store")
 
@@ -247,11 +248,12 @@ class StoreError(Exception):
 
 class Store:
     def __init__(self, path: str | Path, calendar: Calendar | None = None, *,
-                 flush_interval: float = 0.2, max_batch: int = 20_000) -> None:
+                 flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000) -> None:
         self.path = Path(path)
         self.calendar = calendar or Calendar("UTC")
         self.flush_interval = flush_interval
         self.max_batch = max_batch
+        self.max_pending = max_pending  # results held in memory while the database takes no writes
         self.writer: aiosqlite.Connection | None = None
         self.reader: aiosqlite.Connection | None = None
         self.monitor_ids: dict[str, int] = {}
@@ -271,15 +273,23 @@ class Store:
         self.last_error: str | None = None
         self.last_commit_ms: int | None = None
         self.dropped_results = 0
+        self.write_state = WriteState(self.path)
 
     # ---- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except sqlite3.Error as exc:  # not a database, a directory, a full or read-only disk: say which
+            await self.close()
+            raise StoreError(f"{problem_of(exc)} ({exc})") from None
+
+    async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = await aiosqlite.connect(self.path)
+        self.writer = await self._connect()
         await self._configure(self.writer)
         await self._migrate()
-        self.reader = await aiosqlite.connect(self.path)
+        self.reader = await self._connect()
         await self._configure(self.reader)
         await self.reader.execute("PRAGMA query_only = ON")
         for table in ("incidents", "events", "reasons", "incident_updates"):
@@ -288,6 +298,18 @@ class Store:
         await self._load_monitors()
         await self._check_calendar()
         self._task = asyncio.create_task(self._run_writer(), name="store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = aiosqlite.connect(self.path)
+        try:
+            return await conn
+        except sqlite3.Error:
+            # aiosqlite stops its thread itself, but the thread still reports to this loop:
+            # wait for it, or it prints a traceback once the loop is closed.
+            thread = getattr(conn, "_thread", None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5.0)
+            raise
 
     async def close(self) -> None:
         if self._task:
@@ -369,9 +391,11 @@ class Store:
         return value
 
     def submit_result(self, record: ResultRecord, interval_s: float) -> None:
-        if self._queued >= self.max_batch * 50:
-            # The disk has been failing for a long time: keep the newest, count the loss.
+        if self._queued >= self.max_pending:
+            # The database has taken no writes for a long time: keep what is queued (memory
+            # stays bounded), count what is not.
             self.dropped_results += 1
+            self.write_state.dropping(self.max_pending)
             return
         self._queue.results.append((record, int(interval_s * 1000)))
         self._queued += 1
@@ -414,20 +438,26 @@ class Store:
         self._queue, self._queued = Batch(), 0
         return batch
 
+    @property
+    def pending_results(self) -> int:
+        """Results submitted but not yet in the file (the batch being retried included)."""
+        return self._queued + (len(self._failed.results) if self._failed else 0)
+
     async def _commit_with_retry(self, batch: Batch) -> None:
         try:
             if batch.rows is None:
                 batch.rows = await self._build_rows(batch)
             await self._commit(batch.rows)
         except (sqlite3.Error, OSError) as exc:
+            # Disk full, read-only, I/O error: keep the batch and try again by itself, so
+            # writing resumes without a restart once the operator frees space.
             self._failed = batch
-            self.healthy, self.last_error = False, f"database write failed: {exc}"
-            log.error("database write failed path=%s error=%s (will retry)", self.path, exc)
-            await asyncio.sleep(1.0)
+            pause = self.write_state.failed(exc, self.pending_results, self.max_pending)
+            self.healthy, self.last_error = False, self.write_state.message
+            await asyncio.sleep(pause)
             return
         self._failed = None
-        if not self.healthy:
-            log.info("database writes resumed path=%s", self.path)
+        self.write_state.succeeded(len(batch.results) + self._queued, self.dropped_results)
         self.healthy, self.last_error, self.last_commit_ms = True, None, now_ms()
         self.last_committed.update(batch.last)
         self._publish(batch)

@@ -4,6 +4,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -140,3 +141,27 @@ async def test_notify_test_sends_to_the_channel_and_prints_its_answer(write_conf
         assert code == 2 and 'no notifier with id "nope" (known: ops-dingtalk)' in err
     finally:
         await receiver.close()
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda p: p.mkdir(), "cannot open the database file"),
+    (lambda p: p.write_bytes(b"not sqlite at all " * 20), "not a database"),
+])
+async def test_run_names_a_database_it_cannot_open_in_one_line_without_a_traceback(write_config, tmp_path,
+                                                                                    make, problem):
+    make(tmp_path / "probe.db")
+    path = write_config(f"""
+        [server]
+        listen = "127.0.0.1:{free_port()}"
+        [storage]
+        path = "probe.db"
+        [[monitors]]
+        id = "db"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 1
+    """)
+    code, out, err = await probe_cli("run", "-c", str(path))
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"probe: cannot open the database {tmp_path / 'probe.db'}: {problem} (")

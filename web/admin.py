@@ -167,6 +167,9 @@ def _guarded(handler):
     async def guarded(request: web.Request) -> web.Response:
         try:
             request.app[GUARD].check(request)
+            store = request.app[OPERATOR].probe.store
+            if not store.healthy:  # an action would wait on the disk; say why at once instead
+                raise OperatorError(f"the database takes no writes: {store.last_error}", 503)
             return await handler(request, request.app[OPERATOR])
         except OperatorError as exc:
             raise _error(exc.status, exc.message) from None
@@ -279,7 +282,7 @@ def _json(data: dict, status: int = 200) -> web.Response:
 
 
 _ERRORS = {cls.status_code: cls for cls in (web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPNotFound,
-                                            web.HTTPConflict, web.HTTPTooManyRequests)}
+                                            web.HTTPConflict, web.HTTPTooManyRequests, web.HTTPServiceUnavailable)}
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.HTTPException:

@@ -108,4 +108,10 @@ class Snapshot:
                                     value=(self.probe.started_ms or time.time() * 1000) / 1000)
         writable = GaugeMetricFamily("probe_database_writable", "1 while the database takes writes",
                                      value=1 if self.probe.store.healthy else 0)
-        yield from (up, state, latency, late, last, expiry, checks, ratio, info, started, writable)
+        pending = GaugeMetricFamily("probe_database_pending_results",
+                                    "Results waiting in memory for the database to take them",
+                                    value=self.probe.store.pending_results)
+        dropped = CounterMetricFamily("probe_database_dropped_results",
+                                      "Results dropped because the database took no writes for too long",
+                                      value=self.probe.store.dropped_results)
+        yield from (up, state, latency, late, last, expiry, checks, ratio, info, started, writable, pending, dropped)

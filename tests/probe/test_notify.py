@@ -6,6 +6,8 @@ import asyncio
 import time
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from probe.config import load_config
 from probe.notify import Backoff
@@ -275,3 +277,44 @@ async def test_reminders_once_per_period_while_open(write_config, receivers):
 
 async def _has_open(probe) -> bool:
     return bool(await probe.store.open_incidents())
+
+
+async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_and_is_not_sent_again(
+        write_config, caplog):
+    """The channel answers, then the database turns read-only before the row says "sent": the
+    worker must hold on until the disk returns, not send the message a second time."""
+    received, probes = [], []
+
+    async def answer_then_break_the_disk(request):
+        received.append(await request.json())
+        if len(received) == 1:
+            store = probes[0].store
+            await store.write([("PRAGMA query_only = ON", ())])
+            asyncio.get_running_loop().call_later(
+                1.5, lambda: asyncio.ensure_future(store.write([("PRAGMA query_only = OFF", ())])))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/in", answer_then_break_the_disk)
+    async with Target() as target, TestServer(app, host="127.0.0.1") as hook:
+        target.healthy = False
+        config = write(write_config, target.url, f"""
+            [[notifiers]]
+            id = "hook"
+            type = "webhook"
+            url = "{hook.make_url('/in')}"
+        """, '["hook"]')
+        probes.append(await started(config))
+        try:
+            await until(lambda: _sent(probes[0]), timeout=15)
+            await asyncio.sleep(1.0)  # time enough for a second send, were there one
+        finally:
+            await probes[0].stop()
+    assert [doc["event"] for doc in received] == ["open"]
+    failures = [r for r in caplog.records if r.getMessage().startswith("recording a delivery failed")]
+    assert len(failures) == 1  # said once, however many retries
+
+
+async def _sent(probe):
+    rows = await deliveries(probe, "hook")
+    return bool(rows) and rows[-1]["state"] == "sent"

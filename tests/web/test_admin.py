@@ -1,4 +1,5 @@
 """The admin API against a real probe, a real SQLite file and a real HTTP client."""
+import asyncio
 import time
 import hmac
 
@@ -158,3 +159,23 @@ async def test_a_human_title_and_status_on_an_automatic_incident_survive_the_eng
     assert [u["status"] for u in final["updates"]] == ["investigating", "identified", "resolved"]
     listed = await (await client.get("/api/v1/admin/incidents?open=true", headers=AUTH)).json()
     assert listed["incidents"] == []
+
+
+async def test_while_the_database_takes_no_writes_admin_actions_answer_503_with_the_reason_at_once(admin):
+    client, probe = admin
+    await probe.store.write([("PRAGMA query_only = ON", ())])  # fails writes as a read-only mount does
+    now = int(time.time() * 1000)
+    probe.store.submit_result(ResultRecord("web", now, now, Status.UP, "ok", 1.0), 3600)
+    for _ in range(100):
+        if not probe.store.healthy:
+            break
+        await asyncio.sleep(0.05)
+    refused = await client.post("/api/v1/admin/incidents", headers=AUTH, json={"title": "API errors"})
+    body = await refused.json()
+    await probe.store.write([("PRAGMA query_only = OFF", ())])
+    await probe.store.flush()
+    accepted = await client.post("/api/v1/admin/incidents", headers=AUTH, json={"title": "API errors"})
+    assert refused.status == 503
+    assert body == {"error": f"the database takes no writes: read-only: {probe.store.path}:"
+                             " attempt to write a readonly database", "status": 503}
+    assert accepted.status == 201
