@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -28,6 +29,7 @@ import aiohttp
 from notifiers import REGISTRY, Message, NotifierConfig, NotifyError
 from probe.models import EventKind, Impact, Incident, IncidentEvent
 from probe.operator import default_body, display_title
+from probe.subscriptions import Subscriptions
 from probe.units import now_ms
 
 log = logging.getLogger("probe.notify")
@@ -85,6 +87,8 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.subscribers = Subscriptions(probe)  # page subscribers: more targets of the same outbox
+        self.subscribers.wake = lambda target_id: self._wakes[target_id].set() if target_id in self._wakes else None
 
     # ---- life cycle -------------------------------------------------------------------
 
@@ -96,11 +100,12 @@ class Dispatcher:
         else:  # first start with notifiers: history before now is not news
             self.cursor = (await store.fetchall("SELECT coalesce(max(id), 0) FROM events"))[0][0]
             await store.write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CURSOR_KEY, str(self.cursor)))])
+        await self.subscribers.start()
         self._session = aiohttp.ClientSession()
         self._queue = self.probe.bus.subscribe()
         self._tasks = [asyncio.create_task(self._intake(), name="notify-intake"),
                        asyncio.create_task(self._reminders(), name="notify-reminders")]
-        self._start_workers(self.probe.config.notifiers)
+        self._start_workers(self.probe.config.notifiers + tuple(self.subscribers.targets(self.probe.config)))
 
     async def stop(self) -> None:
         tasks = self._tasks + list(self._workers.values())
@@ -120,7 +125,7 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         self._workers = {}
-        self._start_workers(config.notifiers)
+        self._start_workers(config.notifiers + tuple(self.subscribers.targets(config)))
 
     def _start_workers(self, configs: tuple[NotifierConfig, ...]) -> None:
         for config in configs:
@@ -161,6 +166,7 @@ class Dispatcher:
                 event = self._recent.pop(row[0], None) or await self._event_from_row(row)
                 for config, message in self._messages(event):
                     statements.append(_insert(config.id, message))
+                statements += await self.subscribers.event_rows(event, self)
             statements.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CURSOR_KEY, str(rows[-1][0]))))
             await self.probe.store.write(statements)
             self.cursor = rows[-1][0]
@@ -168,15 +174,18 @@ class Dispatcher:
             self._wake_all()
 
     async def _event_from_row(self, row: tuple) -> IncidentEvent | None:
-        """An event from before this process (a restart): rebuilt from the file."""
+        """An event from before this process (a restart), or committed but not yet published:
+        rebuilt from the file, with the incident's status as of the event, not as of now."""
         event_id, at_ms, kind, incident_id, _, reason = row
         incident = await self.probe.store.incident(incident_id)
         if incident is None:
             return None
         found = await self.probe.store.fetchall(
-            "SELECT body, author FROM incident_updates WHERE incident=? AND created_ms=? AND kind=? LIMIT 1",
+            "SELECT body, author, status FROM incident_updates WHERE incident=? AND created_ms=? AND kind=? LIMIT 1",
             (incident_id, at_ms, kind))
-        body, author = found[0] if found else (None, "probe")
+        body, author, status = found[0] if found else (None, "probe", incident.status)
+        later = incident.resolved_ms is not None and at_ms < incident.resolved_ms
+        incident = dataclasses.replace(incident, status=status, resolved_ms=None if later else incident.resolved_ms)
         return IncidentEvent(event_id, EventKind(kind), at_ms, incident, reason, body, author)
 
     def _messages(self, event: IncidentEvent | None):
@@ -261,6 +270,7 @@ class Dispatcher:
                 for config in self._subscribers_of(window.monitors):
                     if "maintenance" in config.settings.events and "maintenance" in REGISTRY[config.type].handles:
                         statements.append(_insert(config.id, self._maintenance_message(config, window, edge, at)))
+        statements += await self.subscribers.maintenance_rows(self, now)
         if statements:
             await self.probe.store.write(statements)
             self._wake_all()
@@ -306,7 +316,8 @@ class Dispatcher:
             if not await self._claim(delivery_id, attempts):
                 continue
             limiter.record(time.monotonic())
-            await self._attempt(notifier, delivery_id, Message.from_json(payload), attempts + 1, created_ms)
+            decode = getattr(notifier, "decode", Message.from_json)  # subscriber targets keep their own rows
+            await self._attempt(notifier, delivery_id, decode(payload), attempts + 1, created_ms)
 
     async def _claim(self, delivery_id: int, attempts: int) -> bool:
         """Count the attempt before making it, on the writer, only if the row is still as read:

@@ -154,6 +154,17 @@ MIGRATIONS: list[str] = [
         author TEXT NOT NULL DEFAULT 'operator'
     );
     """,
+    # 5: email subscribers of the status page (double opt-in; an unsubscribe deletes the row)
+    """
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,     -- lowercased
+        groups TEXT NOT NULL DEFAULT '[]',  -- JSON list of monitor groups; [] is every group
+        created_ms INTEGER NOT NULL,
+        requested_ms INTEGER NOT NULL,  -- the last subscribe request: the confirmation link expires from it
+        confirmed_ms INTEGER            -- NULL until the link in the confirmation mail is followed
+    );
+    """,
 ]
 
 
