@@ -131,8 +131,10 @@ class Subscriptions:
         return subscriber
 
     async def unsubscribe(self, token: str) -> None:
+        await self.remove(await self.check(token, "u"))
+
+    async def remove(self, subscriber: Subscriber) -> None:
         """Forget the address, and drop what was queued for it: nothing more is sent."""
-        subscriber = await self.check(token, "u")
         await self.probe.store.write([
             ("DELETE FROM deliveries WHERE notifier=? AND state='pending' AND key LIKE ?",
              (EMAIL_TARGET, f"sub:{subscriber.id}:%")),
@@ -150,6 +152,9 @@ class Subscriptions:
 
     async def _by_email(self, address: str) -> Subscriber | None:
         return _one(await self.probe.store.fetchall(f"{_SELECT} WHERE email=?", (address,)))
+
+    async def everyone(self) -> list[Subscriber]:
+        return [_subscriber(r) for r in await self.probe.store.fetchall(f"{_SELECT} ORDER BY id")]
 
     async def confirmed(self) -> list[Subscriber]:
         rows = await self.probe.store.fetchall(f"{_SELECT} WHERE confirmed_ms IS NOT NULL ORDER BY id")

@@ -275,3 +275,22 @@ async def test_reminders_once_per_period_while_open(write_config, receivers):
 
 async def _has_open(probe) -> bool:
     return bool(await probe.store.open_incidents())
+
+
+async def test_an_event_rebuilt_from_the_file_says_what_the_incident_was_then(write_config):
+    """The intake may read an event from the file before the bus delivers it (or after a
+    restart): the message must carry the status of that moment, not today's."""
+    from probe.operator import NewIncident, Operator
+    probe = await started(write(write_config, "http://127.0.0.1:9/", "", "[]"))
+    try:
+        probe.scheduler.unschedule("web")
+        operator = Operator(probe)
+        incident = await operator.open(NewIncident(title="Checkout errors", monitors=("web",)))
+        await operator.update(incident.id, "monitoring")
+        await operator.update(incident.id, "resolved")
+        rows = await probe.store.events_after(0)
+        rebuilt = [await probe.notify._event_from_row(row) for row in rows]
+        assert [(e.incident.status, e.incident.resolved_ms is None) for e in rebuilt] == [
+            ("investigating", True), ("monitoring", True), ("resolved", False)]
+    finally:
+        await probe.stop()

@@ -372,3 +372,34 @@ async def test_the_page_shows_the_form_with_the_public_groups(site):
     html = await (await site.client.get("/")).text()
     assert 'action="/subscribe"' in html and 'value="API"' in html and 'value="Public"' in html
     assert 'value="Internal"' not in html
+
+
+async def test_one_click_unsubscribe_from_the_mail_header_works_once_and_the_link_dies_with_it(site):
+    await confirmed(site, "frank@example.com")
+    await open_incident(site, "Outage")
+    notice = (await site.mails("frank@example.com", 2))[1]
+    url = notice["List-Unsubscribe"].strip("<>")
+    session = site.client.session
+    gone = await session.post(url, data={"List-Unsubscribe": "One-Click"})  # RFC 8058: what mail clients send
+    assert gone.status == 200
+    assert await site.probe.notify.subscribers.confirmed() == []
+    assert (await session.post(url, data={"List-Unsubscribe": "One-Click"})).status == 400  # the link died with it
+    rows = await site.probe.store.fetchall("SELECT count(*) FROM subscribers")
+    assert rows == [(0,)]
+
+
+async def test_the_operator_lists_subscribers_and_removes_one(site):
+    await site.subscribe("pending@example.com")
+    await confirmed(site, "gina@example.com", ["API"])
+    listing = await (await site.client.get("/api/v1/admin/subscribers", headers=AUTH)).json()
+    assert [(s["email"], s["confirmed"], s["groups"]) for s in listing["subscribers"]] == [
+        ("pending@example.com", False, []), ("gina@example.com", True, ["API"])]
+    assert listing["webhooks"] == ["partner", "api-only"]
+    gina = listing["subscribers"][1]["id"]
+    assert (await site.client.delete(f"/api/v1/admin/subscribers/{gina}", headers=AUTH)).status == 200
+    assert (await site.client.delete(f"/api/v1/admin/subscribers/{gina}", headers=AUTH)).status == 404
+    assert (await site.client.get("/api/v1/admin/subscribers")).status == 401
+    await open_incident(site, "API errors", ["api"])
+    await site.hook.wait_for(2)  # both webhooks heard it: the event went through the intake
+    await asyncio.sleep(0.5)
+    assert len(site.mails_to("gina@example.com")) == 1
