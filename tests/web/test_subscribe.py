@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -342,7 +343,7 @@ async def test_maintenance_is_announced_started_and_ended_to_subscribers(site):
     assert response.status == 201
     start = (await response.json())["starts_at"]
     notify = site.probe.notify
-    start_ms = int(time.mktime(time.strptime(start[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone) * 1000
+    start_ms = int(datetime.fromisoformat(start).timestamp() * 1000)
     for at in (now, now + 1000, start_ms + 1000, start_ms + 3_600_000 + 1000):  # twice "scheduled": once sent
         await notify.queue_maintenance(at)
     mails = await site.mails("ops-fan@example.com", 4)
@@ -403,3 +404,14 @@ async def test_the_operator_lists_subscribers_and_removes_one(site):
     await site.hook.wait_for(2)  # both webhooks heard it: the event went through the intake
     await asyncio.sleep(0.5)
     assert len(site.mails_to("gina@example.com")) == 1
+
+
+async def test_an_automatic_incident_reaches_subscribers_without_the_check_reason(site):
+    await confirmed(site, "hal@example.com")
+    monitor = site.probe.config.monitor("web")  # show_target = false: its reasons name the host
+    now = int(time.time() * 1000)
+    site.probe.record(monitor, ResultRecord("web", now, now, Status.DOWN, "connection refused by 127.0.0.1:9"))
+    notice = (await site.mails("hal@example.com", 2))[1]
+    assert notice["Subject"] == "[DOWN] Website"
+    assert "127.0.0.1:9" not in text_of(notice) and "refused" not in text_of(notice)
+    assert "/incidents/" in text_of(notice)
