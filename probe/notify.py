@@ -108,10 +108,7 @@ class Dispatcher:
         self._start_workers(self.probe.config.notifiers + tuple(self.subscribers.targets(self.probe.config)))
 
     async def stop(self) -> None:
-        tasks = self._tasks + list(self._workers.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(self._tasks + list(self._workers.values()))
         self._tasks, self._workers = [], {}
         if self._queue is not None:
             self.probe.bus.unsubscribe(self._queue)
@@ -120,10 +117,7 @@ class Dispatcher:
 
     async def apply(self, config) -> None:
         """A reloaded config: workers restart with the new channel settings; queued rows stay."""
-        workers = list(self._workers.values())
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await _cancel(list(self._workers.values()))
         self._workers = {}
         self._start_workers(config.notifiers + tuple(self.subscribers.targets(config)))
 
@@ -137,7 +131,10 @@ class Dispatcher:
     async def _intake(self) -> None:
         while True:
             try:
-                event = await asyncio.wait_for(self._queue.get(), self.poll_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives
+                # as the wait ends, and stop() then waits forever for this task.
+                async with asyncio.timeout(self.poll_s):
+                    event = await self._queue.get()
                 self._remember(event)
                 while not self._queue.empty():
                     self._remember(self._queue.get_nowait())
@@ -311,7 +308,8 @@ class Dispatcher:
             wait = max((next_ms - now_ms()) / 1000, limiter.wait_s(time.monotonic()))
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # see _intake: wait_for can swallow stop()'s cancel
+                        await wake.wait()
                 continue
             if not await self._claim(delivery_id, attempts):
                 continue
@@ -370,6 +368,19 @@ class Dispatcher:
             f" {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         names = ("id", "notifier", "key", "state", "attempts", "created_ms", "done_ms", "answer")
         return [dict(zip(names, row)) for row in rows]
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel and wait, cancelling again while any task goes on: on Python 3.11 asyncio.wait_for
+    (which aiosmtplib uses) swallows a cancel that arrives as its wait ends, and a single
+    cancel would then leave stop() waiting forever for a worker back in its loop."""
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=1.0)
+        pending = list(still)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _insert(notifier_id: str, message: Message) -> tuple[str, tuple]:

@@ -399,7 +399,8 @@ class Store:
     async def _run_writer(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
+                async with asyncio.timeout(self.flush_interval):  # wait_for (3.11) can swallow close()'s cancel
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()

@@ -17,6 +17,8 @@ from probe import subscribers as rules
 from probe.models import EventKind
 from probe.subscriber_targets import Parcel, StatuspageWebhook, SubscriberMail, Target
 from probe.units import now_ms
+from web.public import incident_is_public, public_ids, public_windows
+from web.statuspage import incident_payloads, maintenance_payload
 
 log = logging.getLogger("probe.subscribers")
 
@@ -183,7 +185,6 @@ class Subscriptions:
     async def event_rows(self, event, dispatcher) -> list[tuple]:
         """Outbox rows for one incident event: a mail per confirmed subscriber who wants it,
         a Statuspage payload (and a component update) per webhook."""
-        from web.public import incident_is_public, public_ids
         if event is None or event.kind not in EVENTS or not (self.config.email or self.config.webhooks):
             return []
         if not incident_is_public(public_ids(self.probe), event.incident):
@@ -197,7 +198,6 @@ class Subscriptions:
                     rows.append(outbox_row(EMAIL_TARGET, Parcel(f"sub:{sub.id}:event:{event.id}", "notice", sub.id,
                                                                 message=json.loads(message.to_json()))))
         if self.config.webhooks:
-            from web.statuspage import incident_payloads
             documents = await incident_payloads(self.probe, event)
             rows += self._webhook_rows(documents, groups)
         return rows
@@ -217,7 +217,6 @@ class Subscriptions:
 
     async def maintenance_rows(self, dispatcher, now: int) -> list[tuple]:
         """Public maintenance: announced a day ahead, then its start and its end."""
-        from web.public import public_windows
         if not (self.config.email or self.config.webhooks):
             return []
         rows = []
@@ -235,7 +234,6 @@ class Subscriptions:
                              for s in subscribers if s.hears(groups)]
                 key = f"maintenance-{edge}:{window.id}"
                 if self.config.webhooks and key not in self._built:  # a scan every 30 s: build each once
-                    from web.statuspage import maintenance_payload
                     self._built.add(key)
                     rows += self._webhook_rows([(key, await maintenance_payload(self.probe, window, now))], groups)
         return rows

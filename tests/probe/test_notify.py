@@ -294,3 +294,21 @@ async def test_an_event_rebuilt_from_the_file_says_what_the_incident_was_then(wr
             ("investigating", True), ("monitoring", True), ("resolved", False)]
     finally:
         await probe.stop()
+
+
+async def test_stopping_cancels_again_a_worker_that_swallowed_the_first_cancel():
+    """aiosmtplib waits with asyncio.wait_for, which on 3.11 can eat a cancel: stop() must not hang."""
+    from probe.notify import _cancel
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # as wait_for does when its wait ends at the same moment
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await _cancel([task])
+    assert task.cancelled()
