@@ -183,8 +183,18 @@ class Subscriptions:
         return {m.group for m in public} if public else None
 
     async def event_rows(self, event, dispatcher) -> list[tuple]:
-        """Outbox rows for one incident event: a mail per confirmed subscriber who wants it,
-        a Statuspage payload (and a component update) per webhook."""
+        """Outbox rows for one incident event. A failure here costs the subscribers this event,
+        never the operator's channels, whose rows share the intake's transaction."""
+        try:
+            return await self._event_rows(event, dispatcher)
+        except Exception:
+            log.exception("queueing an event for subscribers failed; they miss it event=%s",
+                          getattr(event, "id", None))
+            return []
+
+    async def _event_rows(self, event, dispatcher) -> list[tuple]:
+        """A mail per confirmed subscriber who wants it, a Statuspage payload (and a component
+        update) per webhook."""
         if event is None or event.kind not in EVENTS or not (self.config.email or self.config.webhooks):
             return []
         if not incident_is_public(public_ids(self.probe), event.incident):
@@ -216,6 +226,13 @@ class Subscriptions:
         return next((t for t in self.targets(self.probe.config) if t.id == target_id), None)
 
     async def maintenance_rows(self, dispatcher, now: int) -> list[tuple]:
+        try:
+            return await self._maintenance_rows(dispatcher, now)
+        except Exception:  # as in event_rows: the channels' notices must not wait on ours
+            log.exception("queueing maintenance notices for subscribers failed")
+            return []
+
+    async def _maintenance_rows(self, dispatcher, now: int) -> list[tuple]:
         """Public maintenance: announced a day ahead, then its start and its end."""
         if not (self.config.email or self.config.webhooks):
             return []
