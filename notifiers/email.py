@@ -65,11 +65,15 @@ class Email(Notifier):
         return context
 
     async def send(self, message: Message, session: aiohttp.ClientSession | None = None) -> str:
+        return await self.deliver(compose(message, self.options))
+
+    async def deliver(self, mail: EmailMessage) -> str:
+        """Send one composed mail through the configured server (subscriber mail uses this too)."""
         opts = self.options
         tls = opts.mode != "plain"
         try:
             errors, answer = await aiosmtplib.send(
-                compose(message, opts), hostname=opts.host, port=opts.port or PORTS[opts.mode],
+                mail, hostname=opts.host, port=opts.port or PORTS[opts.mode],
                 username=opts.username, password=opts.password, use_tls=opts.mode == "tls",
                 start_tls=True if opts.mode == "starttls" else False,
                 tls_context=self._tls_context() if tls else None, timeout=self.settings.timeout)

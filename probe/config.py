@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import checks
 from notifiers import parse_notifiers
 from probe.maintenance import parse_maintenance
+from probe.subscribers import SubscribersConfig, parse_subscribers
 from probe.schema import (Duration, Invalid, Problems, at_least, convert, field_types, load, load_entries,
                           positive, show, unknown_key_message)
 from probe.units import format_duration
@@ -158,6 +159,7 @@ class Config:
     monitors: tuple[MonitorConfig, ...] = ()
     notifiers: tuple[Any, ...] = ()  # notifiers.NotifierConfig, one per [[notifiers]]
     maintenance: tuple[Any, ...] = ()  # probe.maintenance windows, one per [[maintenance]]
+    subscribers: SubscribersConfig = field(default_factory=SubscribersConfig)
 
     @property
     def database_path(self) -> Path:
@@ -170,7 +172,7 @@ class Config:
 
 
 SECTIONS = {"server": ServerConfig, "storage": StorageConfig, "page": PageConfig, "stats": StatsConfig}
-TOP_LEVEL = set(SECTIONS) | {"defaults", "monitors", "notifiers", "maintenance"}
+TOP_LEVEL = set(SECTIONS) | {"defaults", "monitors", "notifiers", "maintenance", "subscribers"}
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -221,8 +223,10 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
     windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems,
                                 sections["page"].timezone)
     _check_notify_ids(monitors, {n.id for n in channels}, problems)
+    subscribers = parse_subscribers(data.get("subscribers", {}), channels, sections["page"],
+                                    {m.group for m in monitors if m.group}, problems)
     return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
-                  **sections)
+                  subscribers=subscribers, **sections)
 
 
 def _check_notify_ids(monitors, notifier_ids: set[str], problems: Problems) -> None:

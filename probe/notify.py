@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -29,6 +30,7 @@ import aiohttp
 from notifiers import REGISTRY, Message, NotifierConfig, NotifyError
 from probe.models import EventKind, Impact, Incident, IncidentEvent
 from probe.operator import default_body, display_title
+from probe.subscriptions import Subscriptions
 from probe.units import now_ms
 
 log = logging.getLogger("probe.notify")
@@ -86,6 +88,8 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.subscribers = Subscriptions(probe)  # page subscribers: more targets of the same outbox
+        self.subscribers.wake = lambda target_id: self._wakes[target_id].set() if target_id in self._wakes else None
 
     # ---- life cycle -------------------------------------------------------------------
 
@@ -97,17 +101,15 @@ class Dispatcher:
         else:  # first start with notifiers: history before now is not news
             self.cursor = (await store.fetchall("SELECT coalesce(max(id), 0) FROM events"))[0][0]
             await store.write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CURSOR_KEY, str(self.cursor)))])
+        await self.subscribers.start()
         self._session = aiohttp.ClientSession()
         self._queue = self.probe.bus.subscribe()
         self._tasks = [asyncio.create_task(self._intake(), name="notify-intake"),
                        asyncio.create_task(self._reminders(), name="notify-reminders")]
-        self._start_workers(self.probe.config.notifiers)
+        self._start_workers(self.probe.config.notifiers + tuple(self.subscribers.targets(self.probe.config)))
 
     async def stop(self) -> None:
-        tasks = self._tasks + list(self._workers.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(self._tasks + list(self._workers.values()))
         self._tasks, self._workers = [], {}
         if self._queue is not None:
             self.probe.bus.unsubscribe(self._queue)
@@ -116,12 +118,9 @@ class Dispatcher:
 
     async def apply(self, config) -> None:
         """A reloaded config: workers restart with the new channel settings; queued rows stay."""
-        workers = list(self._workers.values())
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await _cancel(list(self._workers.values()))
         self._workers = {}
-        self._start_workers(config.notifiers)
+        self._start_workers(config.notifiers + tuple(self.subscribers.targets(config)))
 
     def _start_workers(self, configs: tuple[NotifierConfig, ...]) -> None:
         for config in configs:
@@ -134,7 +133,10 @@ class Dispatcher:
         failing = False  # log a failure once, not every retry (the store names a full disk itself)
         while True:
             try:
-                event = await asyncio.wait_for(self._queue.get(), self.poll_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives
+                # as the wait ends, and stop() then waits forever for this task.
+                async with asyncio.timeout(self.poll_s):
+                    event = await self._queue.get()
                 self._remember(event)
                 while not self._queue.empty():
                     self._remember(self._queue.get_nowait())
@@ -166,6 +168,7 @@ class Dispatcher:
                 event = self._recent.pop(row[0], None) or await self._event_from_row(row)
                 for config, message in self._messages(event):
                     statements.append(outbox_row(config.id, message))
+                statements += await self.subscribers.event_rows(event, self)
             statements.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CURSOR_KEY, str(rows[-1][0]))))
             await self.probe.store.write(statements)
             self.cursor = rows[-1][0]
@@ -173,15 +176,18 @@ class Dispatcher:
             self._wake_all()
 
     async def _event_from_row(self, row: tuple) -> IncidentEvent | None:
-        """An event from before this process (a restart): rebuilt from the file."""
+        """An event from before this process (a restart), or committed but not yet published:
+        rebuilt from the file, with the incident's status as of the event, not as of now."""
         event_id, at_ms, kind, incident_id, _, reason = row
         incident = await self.probe.store.incident(incident_id)
         if incident is None:
             return None
         found = await self.probe.store.fetchall(
-            "SELECT body, author FROM incident_updates WHERE incident=? AND created_ms=? AND kind=? LIMIT 1",
+            "SELECT body, author, status FROM incident_updates WHERE incident=? AND created_ms=? AND kind=? LIMIT 1",
             (incident_id, at_ms, kind))
-        body, author = found[0] if found else (None, "probe")
+        body, author, status = found[0] if found else (None, "probe", incident.status)
+        later = incident.resolved_ms is not None and at_ms < incident.resolved_ms
+        incident = dataclasses.replace(incident, status=status, resolved_ms=None if later else incident.resolved_ms)
         return IncidentEvent(event_id, EventKind(kind), at_ms, incident, reason, body, author)
 
     def _messages(self, event: IncidentEvent | None):
@@ -263,6 +269,7 @@ class Dispatcher:
                     continue
                 for config in self.wanting(window.monitors, "maintenance"):
                     statements.append(outbox_row(config.id, self._maintenance_message(config, window, edge, at)))
+        statements += await self.subscribers.maintenance_rows(self, now)
         await self.enqueue(statements)
         return len(statements)
 
@@ -313,7 +320,8 @@ class Dispatcher:
             wait = max((next_ms - now_ms()) / 1000, limiter.wait_s(time.monotonic()))
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # see _intake: wait_for can swallow stop()'s cancel
+                        await wake.wait()
                 continue
             try:
                 claimed = await self._claim(delivery_id, attempts)
@@ -328,7 +336,8 @@ class Dispatcher:
             if not claimed:
                 continue
             limiter.record(time.monotonic())
-            await self._attempt(notifier, delivery_id, Message.from_json(payload), attempts + 1, created_ms)
+            decode = getattr(notifier, "decode", Message.from_json)  # subscriber targets keep their own rows
+            await self._attempt(notifier, delivery_id, decode(payload), attempts + 1, created_ms)
 
     async def _claim(self, delivery_id: int, attempts: int) -> bool:
         """Count the attempt before making it, on the writer, only if the row is still as read:
@@ -383,6 +392,19 @@ class Dispatcher:
             f" {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         names = ("id", "notifier", "key", "state", "attempts", "created_ms", "done_ms", "answer")
         return [dict(zip(names, row)) for row in rows]
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel and wait, cancelling again while any task goes on: on Python 3.11 asyncio.wait_for
+    (which aiosmtplib uses) swallows a cancel that arrives as its wait ends, and a single
+    cancel would then leave stop() waiting forever for a worker back in its loop."""
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=1.0)
+        pending = list(still)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def outbox_row(notifier_id: str, message: Message) -> tuple[str, tuple]:

@@ -165,6 +165,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (monitor, expires_ts, threshold)
     ) WITHOUT ROWID;
     """,
+    # 6: email subscribers of the status page (double opt-in; an unsubscribe deletes the row)
+    """
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,     -- lowercased
+        groups TEXT NOT NULL DEFAULT '[]',  -- JSON list of monitor groups; [] is every group
+        created_ms INTEGER NOT NULL,
+        requested_ms INTEGER NOT NULL,  -- the last subscribe request: the confirmation link expires from it
+        confirmed_ms INTEGER            -- NULL until the link in the confirmation mail is followed
+    );
+    """,
 ]
 
 
@@ -422,7 +433,8 @@ class Store:
     async def _run_writer(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
+                async with asyncio.timeout(self.flush_interval):  # wait_for (3.11) can swallow close()'s cancel
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()

@@ -7,6 +7,7 @@ import notifiers
 from probe.config import SECTIONS, MonitorSettings
 from probe.maintenance import MaintenanceConfig
 from probe.schema import field_types
+from probe.subscribers import SubscribersConfig, WebhookSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -39,6 +40,7 @@ def test_every_config_key_is_documented_in_the_example():
     for check in checks.REGISTRY.values():
         keys |= set(field_types(check.Options))
     keys |= set(field_types(notifiers.base.NotifierSettings)) | set(field_types(MaintenanceConfig))
+    keys |= (set(field_types(SubscribersConfig)) - {"webhooks"}) | set(field_types(WebhookSubscriber))
     for channel in notifiers.REGISTRY.values():
         keys |= {k.rstrip("_") for k in field_types(channel.Options)}
     missing = sorted(k for k in keys if not documented(k))

@@ -68,6 +68,8 @@ def add_routes(app: web.Application, probe) -> None:
     app.router.add_get(f"{base}/maintenance", _guarded(list_maintenance))
     app.router.add_post(f"{base}/maintenance", _guarded(add_maintenance))
     app.router.add_delete(f"{base}/maintenance/{{id}}", _guarded(cancel_maintenance))
+    app.router.add_get(f"{base}/subscribers", _guarded(list_subscribers))
+    app.router.add_delete(f"{base}/subscribers/{{id}}", _guarded(remove_subscriber))
 
 
 MAINTENANCE_SHOWN_MS = (7 * 86_400_000, 90 * 86_400_000)  # a week back, 90 days ahead
@@ -163,6 +165,26 @@ async def list_notifications(request: web.Request, operator: Operator) -> web.Re
     return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit)})
 
 
+async def list_subscribers(request: web.Request, operator: Operator) -> web.Response:
+    """Email subscribers (pending and confirmed) and the config's webhook subscribers."""
+    subscriptions = operator.probe.notify.subscribers
+    rows = await subscriptions.everyone()
+    return _json({"subscribers": [{"id": s.id, "email": s.email, "groups": list(s.groups),
+                                   "confirmed": s.confirmed_ms is not None, "requested_at": iso_utc(s.requested_ms),
+                                   "confirmed_at": iso_utc(s.confirmed_ms)} for s in rows],
+                  "webhooks": [h.id for h in subscriptions.config.webhooks]})
+
+
+async def remove_subscriber(request: web.Request, operator: Operator) -> web.Response:
+    """Remove an address (a request by mail, a bounce): as if it had unsubscribed."""
+    subscriptions = operator.probe.notify.subscribers
+    subscriber = await subscriptions.subscriber(_incident_id(request, "subscriber not found"))
+    if subscriber is None:
+        raise OperatorError("subscriber not found", 404)
+    await subscriptions.remove(subscriber)
+    return _json({"removed": subscriber.id})
+
+
 def _guarded(handler):
     async def guarded(request: web.Request) -> web.Response:
         try:
@@ -256,10 +278,10 @@ async def _body(request: web.Request, fields: dict[str, type], required: tuple[s
     return body
 
 
-def _incident_id(request: web.Request) -> int:
+def _incident_id(request: web.Request, missing: str = "incident not found") -> int:
     number = whole_number(request.match_info["id"], 18)
     if number is None:
-        raise OperatorError("incident not found", 404)
+        raise OperatorError(missing, 404)
     return number
 
 

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from probe.service import Probe
-from web import admin, api, badges, feeds, metrics, openapi, page, statuspage
+from web import admin, api, badges, feeds, metrics, openapi, page, statuspage, subscribe
 
 PROBE = web.AppKey("probe", Probe)
 log = logging.getLogger("probe.web")
@@ -24,6 +24,7 @@ def create_app(probe: Probe) -> web.Application:
     openapi.add_routes(app)
     badges.add_routes(app)
     feeds.add_routes(app)
+    subscribe.add_routes(app)
     metrics.add_routes(app, probe)
     admin.add_routes(app, probe)
     return app

@@ -82,6 +82,15 @@ PATHS |= {
         errors={"401": {"description": "metrics_token is set and the bearer token is missing or wrong",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}, tag="operations"),
 }
+HTML_ERRORS = {"400": HTML_NOT_FOUND["404"] | {"description": "the link is not valid or has expired (an HTML page)"},
+               "404": HTML_NOT_FOUND["404"] | {"description": "subscribing is not enabled ([subscribers] email_via)"}}
+TOKEN = [_param("token", "query", {"type": "string"}, "the signed token from the mail")]
+PATHS |= {
+    "/subscribe": _get("The subscribe form (POST it: email, group...)", HTML_OK, errors=HTML_ERRORS, tag="page"),
+    "/subscribe/confirm": _get("Shows a button that confirms (POST token)", HTML_OK, TOKEN, HTML_ERRORS, tag="page"),
+    "/unsubscribe": _get("Shows a button that unsubscribes (POST token; RFC 8058 one-click)", HTML_OK, TOKEN,
+                         HTML_ERRORS, tag="page"),
+}
 for _name, _summary in {
     "summary.json": "Page, status, components, unresolved incidents, upcoming and active maintenance",
     "status.json": "Page and overall status (indicator, description)",

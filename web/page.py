@@ -53,7 +53,9 @@ async def index(request: web.Request) -> web.Response:
     async def build():
         probe = _probe(request)
         view = await public.build_view(probe, language=probe.config.page.language)
-        return render(request, "index.html", view=view, overall_icon=OVERALL_ICON[view.overall]), "text/html"
+        return render(request, "index.html", view=view, overall_icon=OVERALL_ICON[view.overall],
+                      subscribing=probe.config.subscribers.email,
+                      subscribe_groups=probe.notify.subscribers.groups()), "text/html"
     return await _cached(request, build)
 
 

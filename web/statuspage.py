@@ -12,7 +12,8 @@ import json
 from aiohttp import web
 
 from probe.maintenance import MaintenanceWindow
-from probe.operator import default_body
+from probe.models import EventKind, Impact, Status
+from probe.operator import default_body, display_title
 from probe.units import iso_utc
 from web import public
 from web.cache import respond
@@ -27,6 +28,10 @@ INDICATOR = {
     "major_outage": ("critical", "Major System Outage"),
     "maintenance": ("none", "Service Under Maintenance"),
 }
+# A window that has ended is "verifying" until every monitor it covers has checked up again,
+# for at most this long: past that, a monitor still failing is an incident's business.
+VERIFYING_MAX_MS = 3_600_000
+WEBHOOK_DOCUMENTATION = "https://support.atlassian.com/statuspage/docs/enable-webhook-notifications/"
 
 
 def sp_id(kind: str, key: object) -> str:
@@ -62,13 +67,13 @@ def _handler(build):
 class Shape:
     """Builds Statuspage objects from one PublicView."""
 
-    def __init__(self, probe, view: public.PublicView, request: web.Request) -> None:
+    def __init__(self, probe, view: public.PublicView, request: web.Request | None) -> None:
         self.probe, self.view, self.request = probe, view, request
         self.page_id = sp_id("page", probe.config.page.title)
 
     def page(self) -> dict:
         cfg = self.probe.config.page
-        url = cfg.url or f"{self.request.scheme}://{self.request.host}"
+        url = cfg.url or (f"{self.request.scheme}://{self.request.host}" if self.request else "")
         return {"id": self.page_id, "name": cfg.title, "url": url, "time_zone": cfg.timezone,
                 "updated_at": iso_utc(self.view.now_ms)}
 
@@ -124,8 +129,20 @@ class Shape:
                 "display_at": at, "affected_components": None, "deliver_notifications": True,
                 "custom_tweet": None, "tweet_id": None}
 
+    def maintenance_status(self, window: MaintenanceWindow) -> str:
+        """scheduled | in_progress | verifying | completed (see VERIFYING_MAX_MS)."""
+        now = self.view.now_ms
+        status = window.status(now)
+        if status == "completed" and now - window.end_ms < VERIFYING_MAX_MS and not self._back_up(window):
+            return "verifying"
+        return status
+
+    def _back_up(self, window: MaintenanceWindow) -> bool:
+        latest = [self.probe.latest.get(m) for m in window.monitors]
+        return all(r is not None and r.ts_ms >= window.end_ms and r.status is Status.UP for r in latest)
+
     def maintenance(self, window: MaintenanceWindow) -> dict:
-        status = window.status(self.view.now_ms)
+        status = self.maintenance_status(window)
         created = iso_utc(window.start_ms)
         monitors = [m for m in self.view.monitors if m.id in window.monitors]
         body = window.description or window.title
@@ -141,6 +158,13 @@ class Shape:
                 "components": [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS[m.status], 0,
                                                None, False, None) for m in monitors]}
 
+    def component_change(self, event, monitor: public.MonitorView, old: str, new: str) -> dict:
+        cid = sp_id("monitor", monitor.id)
+        return {"component_update": {"created_at": iso_utc(event.at_ms), "new_status": new, "old_status": old,
+                                     "id": sp_id("component-update", event.id), "component_id": cid},
+                "component": {"created_at": iso_utc(self.probe.started_ms or self.view.now_ms), "id": cid,
+                              "name": monitor.name, "status": new}}
+
     def _link(self, path: str) -> str:
         return self.page()["url"].rstrip("/") + path
 
@@ -151,6 +175,52 @@ class Shape:
     def windows(self, statuses: tuple[str, ...] | None = None) -> list[dict]:
         docs = [self.maintenance(w) for w in self.view.maintenance]
         return [d for d in docs if statuses is None or d["status"] in statuses]
+
+
+# ---- webhook subscribers (the payloads Statuspage POSTs to them) -------------------------
+
+async def _webhook_shape(probe, now: int | None = None) -> Shape:
+    view = await public.build_view(probe, now, probe.config.page.language, figures=False)
+    return Shape(probe, view, None)
+
+
+def _envelope(shape: Shape) -> dict:
+    # Webhook subscribers are the operator's, in the config: they leave by an edit, not a link.
+    indicator, description = INDICATOR[shape.view.overall]
+    return {"meta": {"unsubscribe": None, "documentation": WEBHOOK_DOCUMENTATION},
+            "page": {"id": shape.page_id, "status_indicator": indicator, "status_description": description}}
+
+
+async def incident_payloads(probe, event) -> list[tuple[str, dict]]:
+    """(key, document) for one incident event: the incident with its updates so far and, when
+    a monitor's own incident opens, escalates or resolves, that component's change."""
+    shape = await _webhook_shape(probe)
+    incident = event.incident
+    monitors = [m for m in (shape.view.monitor(i) for i in incident.monitor_ids) if m is not None]
+    updates = (await probe.store.incident_updates([incident.id]))[incident.id]
+    language = probe.config.page.language
+    item = public.IncidentView(incident, display_title(incident, monitors[0].name if monitors else "", language),
+                               monitors, [u for u in updates if u.created_ms <= event.at_ms])
+    doc = shape.incident(item) | {"impact_override": None, "backfilled": False}
+    out = [(f"event:{event.id}", _envelope(shape) | {"incident": doc})]
+    change = _component_change(event)
+    if incident.monitor_id and monitors and change:
+        out.append((f"event:{event.id}:component", _envelope(shape) | shape.component_change(event, monitors[0], *change)))
+    return out
+
+
+def _component_change(event) -> tuple[str, str] | None:
+    bad = "major_outage" if event.incident.impact.rank >= Impact.MAJOR.rank else "degraded_performance"
+    return {EventKind.OPENED: ("operational", bad), EventKind.REOPENED: ("operational", bad),
+            EventKind.ESCALATED: ("degraded_performance", "major_outage"),
+            EventKind.RESOLVED: (bad, "operational")}.get(event.kind)
+
+
+async def maintenance_payload(probe, window: MaintenanceWindow, now: int) -> dict:
+    shape = await _webhook_shape(probe, now)
+    doc = shape.maintenance(window) | {"postmortem_body": None, "postmortem_published_at": None,
+                                       "impact_override": None, "backfilled": False}
+    return _envelope(shape) | {"incident": doc}
 
 
 def _worst(monitors: list[public.MonitorView]) -> str:

@@ -27,6 +27,12 @@ EXPECTED = {
                                  'variable PROBE_TEST_UNSET_TOKEN is not set'],
     "invalid-key-of-other-type.toml": ['monitors[0] "db": unknown key "url" for type "tcp" '
                                        '(it is a key of http monitors)'],
+    "invalid-subscribers.toml": ['subscribers.webhooks[0] "partner": url must be an http:// or https:// URL '
+                                 '(got "ftp://partner.example.com")',
+                                 'subscribers.webhooks[1] "other": groups names no monitor group (got "Pubic")',
+                                 'subscribers: confirm_within must be between 5m and 30d',
+                                 'subscribers: email_via must name an [[notifiers]] entry of type "email" (got "hook")',
+                                 'subscribers: email_via needs [page] url: the links in subscriber mail point there'],
     "invalid-language.toml": ['page: language must be one of "en", "zh-CN" (got "fr")'],
     "invalid-listen.toml": ['server: listen must be "host:port", e.g. "127.0.0.1:8080" (got "8080")'],
     "invalid-missing-required.toml": ['monitors[0] "db": port is required'],

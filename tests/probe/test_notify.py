@@ -318,3 +318,40 @@ async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_a
 async def _sent(probe):
     rows = await deliveries(probe, "hook")
     return bool(rows) and rows[-1]["state"] == "sent"
+
+
+async def test_an_event_rebuilt_from_the_file_says_what_the_incident_was_then(write_config):
+    """The intake may read an event from the file before the bus delivers it (or after a
+    restart): the message must carry the status of that moment, not today's."""
+    from probe.operator import NewIncident, Operator
+    probe = await started(write(write_config, "http://127.0.0.1:9/", "", "[]"))
+    try:
+        probe.scheduler.unschedule("web")
+        operator = Operator(probe)
+        incident = await operator.open(NewIncident(title="Checkout errors", monitors=("web",)))
+        await operator.update(incident.id, "monitoring")
+        await operator.update(incident.id, "resolved")
+        rows = await probe.store.events_after(0)
+        rebuilt = [await probe.notify._event_from_row(row) for row in rows]
+        assert [(e.incident.status, e.incident.resolved_ms is None) for e in rebuilt] == [
+            ("investigating", True), ("monitoring", True), ("resolved", False)]
+    finally:
+        await probe.stop()
+
+
+async def test_stopping_cancels_again_a_worker_that_swallowed_the_first_cancel():
+    """aiosmtplib waits with asyncio.wait_for, which on 3.11 can eat a cancel: stop() must not hang."""
+    from probe.notify import _cancel
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # as wait_for does when its wait ends at the same moment
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await _cancel([task])
+    assert task.cancelled()

@@ -98,3 +98,33 @@ async def test_a_statuspage_client_reads_the_page(site):
     assert summary["status"]["indicator"] in ("minor", "major", "critical")
     assert broken == ["Database"]
     assert [i["name"] for i in summary["incidents"] if i["status"] != "resolved"] == ["Database is down"]
+
+
+async def test_a_window_that_ended_is_verifying_until_its_monitors_check_up_again(write_config):
+    from probe.maintenance import MaintenanceWindow
+    from probe.models import ResultRecord, Status
+    from probe.units import now_ms
+    from tests.web.test_subscribe import open_site
+    from web.page import CACHE
+    site, smtp = await open_site(write_config)
+    try:
+        probe, now = site.probe, now_ms()
+        window = MaintenanceWindow("op-1", "Upgrade", ("web",), now - 7_200_000, now - 600_000)
+        await probe.schedule_maintenance(window, "test")
+        web = probe.config.monitor("web")
+        probe.record(web, ResultRecord("web", now - 300_000, now - 300_000, Status.DOWN, "refused"))
+
+        async def active():
+            site.client.app[CACHE]._entries.clear()  # the 5 s cache would hide the change
+            doc = await (await site.client.get("/api/v2/scheduled-maintenances/active.json")).json()
+            return [(w["name"], w["status"], w["resolved_at"]) for w in doc["scheduled_maintenances"]]
+
+        assert await active() == [("Upgrade", "verifying", None)]
+        probe.record(web, ResultRecord("web", now - 1000, now - 1000, Status.UP, "connected"))
+        assert await active() == []
+        doc = await (await site.client.get("/api/v2/scheduled-maintenances.json")).json()
+        assert [w["status"] for w in doc["scheduled_maintenances"]] == ["completed"]
+    finally:
+        await site.client.close()
+        await site.hook.close()
+        smtp.stop()
