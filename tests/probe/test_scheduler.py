@@ -1,13 +1,13 @@
-"""The scheduler with the real APScheduler: spread, no overlap, no global cap, due times."""
+"""The scheduler with the real APScheduler: spread, no overlap, no global cap, due times, stalls."""
 import asyncio
 import time
 from collections import Counter, defaultdict
 
-from probe.scheduler import Scheduler, Slot, first_run, phase_of
+from probe.scheduler import TICK_S, Scheduler, Slot, first_run, phase_of
 
 
 def test_first_runs_are_spread_across_the_interval():
-    now = 1_800_000_000.0
+    now = 1_800_000_000.05  # between two ticks, so no offset is exactly 30 s
     offsets = [first_run(f"monitor-{i}", 30.0, now) - now for i in range(3000)]
     assert all(0 < o <= 30 for o in offsets)
     per_second = Counter(int(o) for o in offsets)
@@ -109,3 +109,56 @@ async def test_changing_the_interval_moves_the_job_and_unscheduling_stops_it():
     assert calls["a"] >= 2
     assert seen_b >= 2 and calls["b"] == seen_b
     assert scheduler.monitor_ids() == {"a"}
+
+
+async def test_after_a_stall_a_monitor_runs_once_for_its_latest_slot():
+    runs = []
+
+    async def run(monitor_id, scheduled_ms):
+        runs.append((scheduled_ms, time.time() * 1000))
+
+    scheduler = Scheduler(run)
+    scheduler.schedule("a", 0.2)
+    scheduler.start()
+    await asyncio.sleep(0.5)
+    stall_start = time.time() * 1000
+    time.sleep(1.0)  # the event loop is blocked across about five slots
+    stall_end = time.time() * 1000
+    await asyncio.sleep(0.1)
+    scheduler.shutdown()
+    missed = [due for due, started in runs if started >= stall_start and due <= stall_end]
+    assert len(missed) == 1  # once, not once per missed slot ...
+    assert missed[0] >= stall_end - 200 - 1  # ... and for the latest of them
+
+
+async def test_monitors_due_in_the_same_tick_share_one_job_and_each_still_runs():
+    calls = Counter()
+
+    async def run(monitor_id, scheduled_ms):
+        calls[monitor_id] += 1
+
+    scheduler = Scheduler(run)
+    for i in range(200):
+        scheduler.schedule(f"m{i}", 1.0)
+    scheduler.start()
+    jobs = len(scheduler._aps.get_jobs())
+    await asyncio.sleep(2.3)
+    scheduler.shutdown()
+    assert jobs <= 1.0 / TICK_S  # at most one job per tick of the interval, not one per monitor
+    assert set(calls) == {f"m{i}" for i in range(200)} and min(calls.values()) >= 2
+
+
+async def test_a_run_that_fails_is_logged_and_the_monitor_keeps_its_schedule(caplog):
+    calls = Counter()
+
+    async def flaky(monitor_id, scheduled_ms):
+        calls[monitor_id] += 1
+        raise RuntimeError("boom")
+
+    scheduler = Scheduler(flaky)
+    scheduler.schedule("a", 0.2)
+    scheduler.start()
+    await asyncio.sleep(0.9)
+    scheduler.shutdown()
+    assert calls["a"] >= 3
+    assert any("run failed monitor=a" in r.getMessage() for r in caplog.records)
