@@ -130,28 +130,40 @@ class Stats:
 
     async def durations_many(self, monitor_ids: list[str], windows: dict[str, tuple[int, int]],
                              now: int | None = None) -> dict[str, dict[str, Durations]]:
-        """`durations` for several windows at once: every segment of every window is summed
-        in one query, so a page with four windows costs one round trip, not a dozen."""
+        """`durations` for several windows at once. The segments' sums come from the store's
+        in-memory rollup cache (kept exact by its writer), so a render reads no rollup rows
+        once the cache holds this hour's segments."""
         now = now if now is not None else now_ms()
-        mids = [self.store.monitor_ids[m] for m in monitor_ids if m in self.store.monitor_ids]
-        totals = {name: {mid: Durations() for mid in mids} for name in windows}
-        tagged = []
+        mids = [(m, self.store.monitor_ids[m]) for m in monitor_ids if m in self.store.monitor_ids]
+        plans = {}
         for name, (start_ms, end_ms) in windows.items():
             end_ms = min(end_ms, now)
-            windows[name] = (start_ms, end_ms)
-            if start_ms < end_ms:
-                tagged += [(name, seg) for seg in plan(self.store, start_ms, end_ms, now) if seg.lo < seg.hi]
-        sums = await self.store.rollup_sums_many(mids, [(seg.res, seg.lo, seg.hi) for _, seg in tagged])
-        for index, mid, values in sums:
-            name, seg = tagged[index]
-            totals[name][mid] = totals[name][mid] + Durations(*values).scaled(seg.fraction)
-        out = {}
-        for name, (start_ms, end_ms) in windows.items():
-            if start_ms < end_ms:
-                for mid in mids:
-                    totals[name][mid] = totals[name][mid] + self._open_interval(mid, start_ms, end_ms, now)
-            out[name] = {self.store.monitor_keys[mid]: d for mid, d in totals[name].items()}
+            segments = plan(self.store, start_ms, end_ms, now) if start_ms < end_ms else []
+            plans[name] = (start_ms, end_ms, [seg for seg in segments if seg.lo < seg.hi])
+        keys = [(seg.res, seg.lo, seg.hi) for _, _, segs in plans.values() for seg in segs]
+        entries = iter(await self.store.cached_ranges(keys))
+        out: dict[str, dict[str, Durations]] = {}
+        for name, (start_ms, end_ms, segs) in plans.items():
+            parts = [(next(entries), seg.fraction) for seg in segs]
+            out[name] = {key: self._window(mid, parts, start_ms, end_ms, now) for key, mid in mids}
         return out
+
+    def _window(self, mid: int, parts: list[tuple[dict, float]], start: int, end: int, now: int) -> Durations:
+        total = [0.0] * 5
+        for entry, fraction in parts:
+            values = entry.get(mid)
+            if values is not None:
+                for i in range(5):
+                    total[i] += values[i] * fraction
+        if start < end:
+            total = self._with_open_interval(total, mid, start, end, now)
+        return Durations(*total)
+
+    def _with_open_interval(self, total: list[float], mid: int, start: int, end: int, now: int) -> list[float]:
+        extra = self._open_interval(mid, start, end, now)
+        if extra.observed_ms:
+            total = [a + b for a, b in zip(total, extra._values())]
+        return total
 
     def _open_interval(self, mid: int, start: int, end: int, now: int) -> Durations:
         last = self.store.last_committed.get(mid)

@@ -52,9 +52,18 @@ def page_globals(config, language: str) -> dict:
     def when(ms: int | None) -> str:
         return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M %Z") if ms else ""
 
-    def bar(cells) -> Markup:
-        return Markup("".join(_cell_html(language, c.day, c.level, c.label, c.availability is not None,
-                                         c.down_minutes, c.degraded_minutes, tuple(c.incidents)) for c in cells))
+    def cells_html(cells) -> str:
+        return "".join(_cell_html(language, c.day, c.level, c.label, c.availability is not None,
+                                  c.down_minutes, c.degraded_minutes, tuple(c.incidents)) for c in cells)
+
+    def bar(monitor) -> Markup:
+        """The 90 cells; the days before today come as one memoised string (see PastDays)."""
+        past = monitor.past
+        if past is None:
+            return Markup(cells_html(monitor.days))
+        if language not in past.html:
+            past.html[language] = cells_html(past.cells)
+        return Markup(past.html[language] + cells_html(monitor.days[len(past.cells):]))
 
     return {"t": t, "page": config.page, "when": when, "bar": bar,
             "default_body": lambda status: default_body(status, language),
