@@ -313,6 +313,21 @@ async def _recent_incidents(store, start: int, now: int) -> tuple[list[Incident]
     return shown[:1000], updates
 
 
+async def public_incidents(probe, limit: int, before_ms: int | None = None) -> list[Incident]:
+    """The newest `limit` public incidents started before `before_ms`. Private ones are skipped
+    by reading on, a batch at a time, so a page is short only at the end of history."""
+    ids, found, seen = public_ids(probe), [], set()
+    cursor = before_ms if before_ms is not None else 2**62
+    while len(found) < limit:
+        batch = [i for i in await probe.store.incidents(limit=limit * 3, before_ms=cursor) if i.id not in seen]
+        if not batch:
+            break
+        seen.update(i.id for i in batch)
+        found += [i for i in batch if incident_is_public(ids, i)]
+        cursor = batch[-1].started_ms + 1  # ties with the last one read: `seen` skips the repeats
+    return found[:limit]
+
+
 def incident_is_public(public_ids: set[str], incident: Incident) -> bool:
     # An automatic incident is as public as its monitor; an operator's incident was
     # written for the page, but it names only the public monitors it affects.
