@@ -149,21 +149,23 @@ class Stats:
         return out
 
     def _window(self, mid: int, parts: list[tuple[dict, float]], start: int, end: int, now: int) -> Durations:
-        total = [0.0] * 5
+        up = degraded = down = maint = maint_good = 0.0
         for entry, fraction in parts:
             values = entry.get(mid)
             if values is not None:
-                for i in range(5):
-                    total[i] += values[i] * fraction
-        if start < end:
-            total = self._with_open_interval(total, mid, start, end, now)
-        return Durations(*total)
-
-    def _with_open_interval(self, total: list[float], mid: int, start: int, end: int, now: int) -> list[float]:
-        extra = self._open_interval(mid, start, end, now)
-        if extra.observed_ms:
-            total = [a + b for a, b in zip(total, extra._values())]
-        return total
+                up += values[0] * fraction
+                degraded += values[1] * fraction
+                down += values[2] * fraction
+                maint += values[3] * fraction
+                maint_good += values[4] * fraction
+        last = self.store.last_committed.get(mid)
+        if last is not None and start < end:  # the newest result's open interval (see _open_interval)
+            lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
+            if hi > lo:
+                extra = self._open_interval(mid, start, end, now)
+                up, degraded, down = up + extra.up_ms, degraded + extra.degraded_ms, down + extra.down_ms
+                maint, maint_good = maint + extra.maint_ms, maint_good + extra.maint_good_ms
+        return Durations(up, degraded, down, maint, maint_good)
 
     def _open_interval(self, mid: int, start: int, end: int, now: int) -> Durations:
         last = self.store.last_committed.get(mid)
