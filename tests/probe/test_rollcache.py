@@ -151,3 +151,20 @@ async def test_pruning_drops_what_it_deleted_from_memory_too(write_config):
     view = await assert_same_as_a_fresh_process(probe, path, now_ms())
     assert view.monitor("web").uptime["90d"] == 1
     await probe.store.close()
+
+
+async def test_one_monitor_among_many_is_read_from_the_file_and_agrees_with_the_page(write_config):
+    many = CONFIG + "".join(f'[[monitors]]\nid = "m{k}"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+                            for k in range(20))
+    probe = await open_probe(write_config(many))
+    start = now_ms() - 2 * DAY_MS
+    for k in range(40):
+        await record(probe, "web", start + k * MIN, Status.DOWN if k % 4 == 0 else Status.UP)
+    now = now_ms()
+    page = await public.build_view(probe, now=now)
+    loads = probe.store.sums.loads
+    alone = await probe.stats.durations(["web"], now - 7 * DAY_MS, now, now)
+    assert alone["web"].availability() == page.monitor("web").uptime["7d"] < 1
+    await probe.stats.durations(["web"], now - 3 * DAY_MS, now, now)  # a window the page has not read
+    assert probe.store.sums.loads == loads  # the few are read from the file, not loaded for everyone
+    await probe.store.close()
