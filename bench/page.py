@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,57 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
+def print_cold_renders(config: Path) -> None:
+    for path, values in asyncio.run(cold_renders(config)).items():
+        first, rest = values[0], values[1:]
+        print(f"cold render {path}: first in a new process {first:.1f} ms; then (page cache expired) "
+              f"median {statistics.median(rest):.1f} ms, p95 {pct(rest, 0.95):.1f} ms")
+
+
+def load_server(config: Path, port: int, seconds: int, settle_s: float, sizes: bool = False) -> None:
+    """`probe run` on core 0, wrk on core 1 against / and /api/v2/summary.json, then the
+    lateness of the checks that ran during the load."""
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "probe", "--log-level", "warning",
+                               "run", "-c", str(config)], cwd=ROOT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/")
+        time.sleep(settle_s)
+        if sizes:
+            print_sizes(port)
+        load_start = int(time.time() * 1000)
+        for path in ("/", "/api/v2/summary.json"):
+            rps = wrk(f"http://127.0.0.1:{port}{path}", seconds)
+            print(f"cached {path}: {rps:,.0f} requests/s (wrk -t1 -c64, server on 1 core)" if rps is not None
+                  else "wrk not installed: throughput skipped")
+        load_end = int(time.time() * 1000)
+        time.sleep(1)  # the last results reach the file
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    p50, p99, n = lateness_during(config.parent / "probe.db", load_start, load_end)
+    print(f"check start lateness during the load: p50 {p50:.0f} ms, p99 {p99:.0f} ms ({n} checks); "
+          f"load average {os.getloadavg()[0]:.2f}")
+
+
+def wait_until_up(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"server did not answer {url} within {timeout_s} s")
+
+
+def print_sizes(port: int) -> None:
+    size = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", f"http://127.0.0.1:{port}/"],
+                          capture_output=True, text=True).stdout
+    packed = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", "-H",
+                             "Accept-Encoding: gzip", f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+    print(f"page size: {int(size or 0) / 1e3:.0f} kB, gzipped {int(packed or 0) / 1e3:.0f} kB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--monitors", type=int, default=100)
@@ -142,31 +194,9 @@ def main() -> None:
     count = asyncio.run(fill_history(config, args.days))
     print(f"history: {args.monitors} monitors x {args.days} days = {count} results "
           f"in {time.perf_counter() - started:.1f} s; database {(folder / 'probe.db').stat().st_size / 1e6:.1f} MB")
-    for path, values in asyncio.run(cold_renders(config)).items():
-        first, rest = values[0], values[1:]
-        print(f"cold render {path}: first in a new process {first:.1f} ms; then (page cache expired) "
-              f"median {statistics.median(rest):.1f} ms, p95 {pct(rest, 0.95):.1f} ms")
+    print_cold_renders(config)
 
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "probe", "--log-level", "warning",
-                               "run", "-c", str(config)], cwd=ROOT)
-    try:
-        time.sleep(3)
-        size = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", f"http://127.0.0.1:{port}/"],
-                              capture_output=True, text=True).stdout
-        packed = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", "-H",
-                                 "Accept-Encoding: gzip", f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
-        print(f"page size: {int(size or 0) / 1e3:.0f} kB, gzipped {int(packed or 0) / 1e3:.0f} kB")
-        load_start = int(time.time() * 1000)
-        for path in ("/", "/api/v2/summary.json"):
-            rps = wrk(f"http://127.0.0.1:{port}{path}", args.seconds)
-            print(f"cached {path}: {rps:,.0f} requests/s (wrk -t1 -c64, server on 1 core)" if rps is not None
-                  else "wrk not installed: throughput skipped")
-        load_end = int(time.time() * 1000)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-    p50, p99, n = lateness_during(folder / "probe.db", load_start, load_end)
-    print(f"check start lateness during the load: p50 {p50:.0f} ms, p99 {p99:.0f} ms ({n} checks)")
+    load_server(config, port, args.seconds, settle_s=3, sizes=True)
     shutil.rmtree(folder, ignore_errors=True)
     print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}")
 

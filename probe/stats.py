@@ -22,6 +22,7 @@ from probe.store import DAILY, HOURLY, Store
 from probe.units import now_ms
 
 MaintenanceMode = Literal["excluded", "up", "measured"]
+FEW_MONITORS = 10  # asking for under a tenth of the monitors reads them from the file (see Stats._entries)
 
 
 @dataclass(frozen=True)
@@ -130,28 +131,53 @@ class Stats:
 
     async def durations_many(self, monitor_ids: list[str], windows: dict[str, tuple[int, int]],
                              now: int | None = None) -> dict[str, dict[str, Durations]]:
-        """`durations` for several windows at once: every segment of every window is summed
-        in one query, so a page with four windows costs one round trip, not a dozen."""
+        """`durations` for several windows at once. The segments' sums come from the store's
+        in-memory rollup cache (kept exact by its writer), so a render reads no rollup rows
+        once the cache holds this hour's segments."""
         now = now if now is not None else now_ms()
-        mids = [self.store.monitor_ids[m] for m in monitor_ids if m in self.store.monitor_ids]
-        totals = {name: {mid: Durations() for mid in mids} for name in windows}
-        tagged = []
+        mids = [(m, self.store.monitor_ids[m]) for m in monitor_ids if m in self.store.monitor_ids]
+        plans = {}
         for name, (start_ms, end_ms) in windows.items():
             end_ms = min(end_ms, now)
-            windows[name] = (start_ms, end_ms)
-            if start_ms < end_ms:
-                tagged += [(name, seg) for seg in plan(self.store, start_ms, end_ms, now) if seg.lo < seg.hi]
-        sums = await self.store.rollup_sums_many(mids, [(seg.res, seg.lo, seg.hi) for _, seg in tagged])
-        for index, mid, values in sums:
-            name, seg = tagged[index]
-            totals[name][mid] = totals[name][mid] + Durations(*values).scaled(seg.fraction)
-        out = {}
-        for name, (start_ms, end_ms) in windows.items():
-            if start_ms < end_ms:
-                for mid in mids:
-                    totals[name][mid] = totals[name][mid] + self._open_interval(mid, start_ms, end_ms, now)
-            out[name] = {self.store.monitor_keys[mid]: d for mid, d in totals[name].items()}
+            segments = plan(self.store, start_ms, end_ms, now) if start_ms < end_ms else []
+            plans[name] = (start_ms, end_ms, [seg for seg in segments if seg.lo < seg.hi])
+        keys = [(seg.res, seg.lo, seg.hi) for _, _, segs in plans.values() for seg in segs]
+        entries = iter(await self._entries([mid for _, mid in mids], keys))
+        out: dict[str, dict[str, Durations]] = {}
+        for name, (start_ms, end_ms, segs) in plans.items():
+            parts = [(next(entries), seg.fraction) for seg in segs]
+            out[name] = {key: self._window(mid, parts, start_ms, end_ms, now) for key, mid in mids}
         return out
+
+    async def _entries(self, mids: list[int], keys: list[tuple[int, int, int]]) -> list[dict]:
+        """The sums of each segment: from the in-memory cache, which holds every monitor, unless
+        only a few monitors are asked for (a badge, one monitor's page): reading those few from
+        the file is cheaper than loading everyone's sums into memory for a new window."""
+        if len(mids) * FEW_MONITORS >= len(self.store.monitor_ids):
+            return await self.store.cached_ranges(keys)
+        entries: list[dict] = [{} for _ in keys]
+        for index, mid, values in await self.store.rollup_sums_many(mids, keys):
+            entries[index][mid] = values
+        return entries
+
+    def _window(self, mid: int, parts: list[tuple[dict, float]], start: int, end: int, now: int) -> Durations:
+        up = degraded = down = maint = maint_good = 0.0
+        for entry, fraction in parts:
+            values = entry.get(mid)
+            if values is not None:
+                up += values[0] * fraction
+                degraded += values[1] * fraction
+                down += values[2] * fraction
+                maint += values[3] * fraction
+                maint_good += values[4] * fraction
+        last = self.store.last_committed.get(mid)
+        if last is not None and start < end:  # the newest result's open interval (see _open_interval)
+            lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
+            if hi > lo:
+                extra = self._open_interval(mid, start, end, now)
+                up, degraded, down = up + extra.up_ms, degraded + extra.degraded_ms, down + extra.down_ms
+                maint, maint_good = maint + extra.maint_ms, maint_good + extra.maint_good_ms
+        return Durations(up, degraded, down, maint, maint_good)
 
     def _open_interval(self, mid: int, start: int, end: int, now: int) -> Durations:
         last = self.store.last_committed.get(mid)

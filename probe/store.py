@@ -30,12 +30,12 @@ import aiosqlite
 from probe import histogram
 from probe.calendar import HOUR_MS, Calendar, hour_start
 from probe.models import EventKind, Impact, Incident, IncidentEvent, IncidentUpdate, ResultRecord, Status
+from probe.rollcache import DAILY, HOURLY, Entry, RollupCache
 from probe.units import now_ms
 from probe.writable import WriteState, problem_of
 
 log = logging.getLogger("probe.store")
 
-HOURLY, DAILY = 0, 1
 FLAG_MAINTENANCE = 1
 
 MIGRATIONS: list[str] = [
@@ -262,6 +262,8 @@ class Store:
                  flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000) -> None:
         self.path = Path(path)
         self.calendar = calendar or Calendar("UTC")
+        self.sums = RollupCache(self.calendar)  # the page's rollup sums, kept exact by `_commit`
+        self.incidents_version = 0  # counts commits that changed incidents
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self.max_pending = max_pending  # results held in memory while the database takes no writes
@@ -508,6 +510,10 @@ class Store:
                 if rows["events"]:
                     await self.writer.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows["events"])
                 await self.writer.commit()
+                if rows["incidents"] or rows["updates"]:
+                    self.incidents_version += 1  # readers that keep incidents between renders re-read
+                if rows["rollups"]:  # under the lock: no cache load can fall between commit and apply
+                    self.sums.apply(rows["rollups"], self.calendar.day_start(now_ms()))
             except BaseException:
                 await self.writer.rollback()
                 raise
@@ -611,6 +617,7 @@ class Store:
         await self.writer.commit()
 
     async def _rebuild_daily(self) -> None:
+        self.sums.clear()
         await self.writer.execute("DELETE FROM rollups WHERE res = ?", (DAILY,))
         async with self.writer.execute("SELECT * FROM rollups WHERE res = ? ORDER BY monitor, start",
                                        (HOURLY,)) as cur:
@@ -634,6 +641,7 @@ class Store:
                 await self.writer.execute("DELETE FROM rollups WHERE monitor=? AND res IN (0,1) AND start<?",
                                           (mid, now - int(rollup_retention_s * 1000)))
                 await self.writer.commit()
+                self.sums.forget_before(now - int(rollup_retention_s * 1000))
             await asyncio.sleep(0)  # let the writer's batches in between monitors
         # Finished notifications are kept as long as raw results; pending ones until sent.
         await self.write([("DELETE FROM deliveries WHERE state != 'pending' AND done_ms < ?",
@@ -715,6 +723,29 @@ class Store:
             sql = f"WITH m(id) AS (VALUES {','.join(['(?)'] * len(chunk))}) " + " UNION ALL ".join(parts)
             rows = await self.fetchall(sql, params)
             out += [(row[0], row[1], row[2:]) for row in rows]
+        return out
+
+    async def cached_ranges(self, segments: list[tuple[int, int, int]]) -> list[Entry]:
+        """For each (res, lo, hi): {monitor id: [up, degraded, down, maint, maint_good ms, lat_n, lat_sum]}
+        summed over buckets starting in [lo, hi), from memory when it can (see probe/rollcache.py)."""
+        return await self.sums.range_entries(segments, self._write_lock, self.rollup_totals)
+
+    async def cached_buckets(self, res: int, starts: list[int]) -> list[Entry]:
+        """Like `cached_ranges`, one bucket each."""
+        return await self.sums.bucket_entries(res, starts, self._write_lock, self.rollup_totals)
+
+    async def rollup_totals(self, segments: list[tuple[int, int, int]]) -> list[tuple]:
+        """(segment index, monitor, up, degraded, down, maint, maint_good ms, lat_n, lat_sum) per
+        segment (res, lo, hi) and monitor with rows, for every monitor of the file, in one query."""
+        out: list[tuple] = []
+        for first in range(0, len(segments), 250):
+            parts, params = [], []
+            for index, (res, lo, hi) in enumerate(segments[first:first + 250], start=first):
+                parts.append(f"SELECT {index}, monitor, sum(up_ms), sum(degraded_ms), sum(down_ms), sum(maint_ms),"
+                             " sum(maint_good_ms), sum(lat_n), sum(lat_sum) FROM rollups WHERE monitor IN (SELECT id FROM monitors)"
+                             " AND res=? AND start>=? AND start<? GROUP BY monitor")
+                params += [res, lo, hi]
+            out += await self.fetchall(" UNION ALL ".join(parts), params)
         return out
 
     async def rollup_series(self, monitor_ids: list[str], res: int, start_ms: int, end_ms: int,

@@ -87,9 +87,7 @@ async def incidents(request: web.Request) -> web.Response:
     probe = _probe(request)
     limit = _int_param(request, "limit", 20, 1, 100)
     before = _time_param(request, "before", 2**62)
-    ids = public.public_ids(probe)
-    found = [i for i in await probe.store.incidents(limit=limit * 3, before_ms=before)
-             if public.incident_is_public(ids, i)][:limit]
+    found = await public.public_incidents(probe, limit, before)
     updates = await probe.store.incident_updates([i.id for i in found])
     names = {m.id: m.display_name for m in public.public_monitors(probe)}
     from probe.operator import default_body, display_title

@@ -126,9 +126,7 @@ async def history_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="before must be a time in milliseconds")
 
     async def build():
-        found = await probe.store.incidents(limit=HISTORY_PAGE * 3, before_ms=before_ms)
-        ids = public.public_ids(probe)
-        shown = [i for i in found if public.incident_is_public(ids, i)][:HISTORY_PAGE]
+        shown = await public.public_incidents(probe, HISTORY_PAGE, before_ms)
         views = [await _incident_view(probe, i) for i in shown]
         older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
         now = now_ms()

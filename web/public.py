@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -49,6 +50,15 @@ class DayCell:
     incidents: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, eq=False)
+class PastDays:
+    """A monitor's bar cells before today. The same object comes back render after render
+    until one of those days or its incidents changes, so its HTML is built once per language."""
+
+    cells: tuple[DayCell, ...]
+    html: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class MonitorView:
     id: str
@@ -64,6 +74,7 @@ class MonitorView:
     uptime_label: dict[str, str]
     days: list[DayCell] = field(default_factory=list)
     sparkline: list[float | None] = field(default_factory=list)
+    past: PastDays | None = None  # days[:-1], memoised
 
 
 @dataclass
@@ -130,25 +141,28 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
     ids = [m.id for m in monitors]
     mode = probe.config.stats.maintenance
     uptime: dict[str, dict] = {name: {} for name in WINDOWS}
-    daily: dict[str, list] = {}
-    hourly: dict[str, list] = {}
     bar_start = probe.store.calendar.local_midnight(probe.store.calendar.date_of(now) - timedelta(days=BAR_DAYS - 1))
+    days = _bar_days(probe.store.calendar, bar_start)
+    # One hour more than the sparkline shows: the 24 h window's first, partial hour.
+    hours = [now - now % HOUR_MS - k * HOUR_MS for k in range(24, -1, -1)]
     if figures:
+        hourly = await probe.store.cached_buckets(HOURLY, hours)
+        daily = await probe.store.cached_buckets(DAILY, [start for _, start, _ in days])
         spans = {name: (now - span, now) for name, span in WINDOWS.items()}
         uptime = await probe.stats.durations_many(ids, spans, now)
-        daily = await probe.store.rollup_series(ids, DAILY, bar_start, now + 1, histograms=False)
-        hourly = await probe.store.rollup_series(ids, HOURLY, now - DAY_MS, now + 1, histograms=False)
     windows = public_windows(probe, now - 90 * DAY_MS, now + 30 * DAY_MS)
     views = [_monitor_view(probe, m, now, {w: uptime[w].get(m.id) for w in WINDOWS}, mode,
                            _in_maintenance(windows, m.id, now)) for m in monitors]
     by_id = {v.id: v for v in views}
     incidents = await _incident_views(probe, by_id, now - 90 * DAY_MS, now, language)
     if figures:
-        days = _bar_days(probe.store.calendar, bar_start)
-        by_monitor = _incident_spans(incidents, now)
+        by_monitor = _incident_spans(incidents)
         for view in views:
-            view.days = _day_cells(probe, daily[view.id], days, now, mode, by_monitor.get(view.id, []), view.id)
-            view.sparkline = _sparkline(hourly[view.id], now)
+            mid = probe.store.monitor_ids.get(view.id, -1)
+            incident_spans = by_monitor.get(view.id, ())
+            view.past = _past_days(probe, mid, daily, days, mode, incident_spans)
+            view.days = [*view.past.cells, _today(probe, mid, daily[-1], days[-1], now, mode, incident_spans)]
+            view.sparkline = [_mean_latency(entry.get(mid)) for entry in hourly[1:]]
     return PublicView(now, overall_status([v.status for v in views]), views, incidents, windows)
 
 
@@ -198,30 +212,54 @@ def _bar_days(calendar, bar_start: int) -> list[tuple[date, int, int]]:
     return [(day + timedelta(days=k), edges[k], edges[k + 1]) for k in range(BAR_DAYS)]
 
 
-def _incident_spans(incidents: list[IncidentView], now: int) -> dict[str, list[tuple[int, int, str]]]:
-    """Per monitor id: (start, end, title) of its incidents, so each cell scans only its own."""
-    spans: dict[str, list[tuple[int, int, str]]] = {}
+def _incident_spans(incidents: list[IncidentView]) -> dict[str, tuple[tuple[int, int | None, str], ...]]:
+    """Per monitor id: (start, resolved or None, title) of its incidents, so each cell scans only its own."""
+    spans: dict[str, list[tuple[int, int | None, str]]] = {}
     for view in incidents:
-        span = (view.incident.started_ms, view.incident.resolved_ms or now, view.title)
+        span = (view.incident.started_ms, view.incident.resolved_ms, view.title)
         for monitor_id in view.incident.monitor_ids:
             spans.setdefault(monitor_id, []).append(span)
-    return spans
+    return {key: tuple(value) for key, value in spans.items()}
 
 
-def _day_cells(probe, rows: list[tuple], days: list[tuple[date, int, int]], now: int, mode: str,
-               spans: list[tuple[int, int, str]], monitor_id: str) -> list[DayCell]:
-    by_start = {row[0]: row[1:6] for row in rows}
-    cells = []
-    for day, start, end in days:
-        sums = by_start.get(start, (0, 0, 0, 0, 0))
-        names = tuple(title for began, ended, title in spans if began < end and ended >= start)
-        if start <= now < end:  # today: add the newest result's open interval
-            d = Durations(*sums) + probe.stats._open_interval(probe.store.monitor_ids.get(monitor_id, -1),
-                                                              start, end, now)
-            cells.append(_cell(day, (d.up_ms, d.degraded_ms, d.down_ms, d.maint_ms, d.maint_good_ms), mode, names))
-        else:
-            cells.append(_cell(day, sums, mode, names))
-    return cells
+def _names(spans, start: int, end: int, now: int) -> tuple[str, ...]:
+    """Titles of the incidents open at some time of [start, end); an open one lasts until now."""
+    return tuple(title for began, resolved, title in spans
+                 if began < end and (resolved if resolved is not None else now) >= start)
+
+
+def _past_days(probe, mid: int, daily: list[dict], days: list[tuple[date, int, int]], mode: str,
+               spans: tuple) -> PastDays:
+    """The cells before today, rebuilt only when the days move (midnight), a past day's sums
+    change (a late result), or the monitor's incidents change. For a past day an open incident
+    counts as lasting past it, so `now` plays no part and the memo holds."""
+    sums = probe.store.sums
+    memo = sums.derived.setdefault("past_days", {})
+    key = (days[0][1], sums.past_version.get(mid, 0), spans, mode)
+    hit = memo.get(mid)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    cells = tuple(_cell(day, _five(entry.get(mid)), mode, _names(spans, start, end, 2**62))
+                  for entry, (day, start, end) in zip(daily, days[:-1]))
+    past = PastDays(cells)
+    memo[mid] = (key, past)
+    return past
+
+
+def _today(probe, mid: int, entry: dict, day: tuple[date, int, int], now: int, mode: str, spans: tuple) -> DayCell:
+    """Today's cell: its rollup plus the newest result's open interval."""
+    date_, start, end = day
+    d = Durations(*_five(entry.get(mid))) + probe.stats._open_interval(mid, start, end, now)
+    return _cell(date_, (d.up_ms, d.degraded_ms, d.down_ms, d.maint_ms, d.maint_good_ms), mode,
+                 _names(spans, start, end, now))
+
+
+def _five(values: list | None) -> tuple:
+    return tuple(values[:5]) if values is not None else (0, 0, 0, 0, 0)
+
+
+def _mean_latency(values: list | None) -> float | None:
+    return values[6] / values[5] if values is not None and values[5] else None
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -244,13 +282,6 @@ def _level(value: float | None, down_ms: float, degraded_ms: float) -> str:
     return "minor" if value >= 0.99 else "major"
 
 
-def _sparkline(rows: list[tuple], now: int) -> list[float | None]:
-    """Mean latency per hour over the last 24 hours (None for hours without checks)."""
-    means = {row[0]: row[7] / row[6] for row in rows if row[6]}
-    first = now - now % HOUR_MS - 23 * HOUR_MS
-    return [means.get(first + i * HOUR_MS) for i in range(24)]
-
-
 def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float | None]]]:
     """(bucket start, [p50, p95]) for each rollup row with latencies."""
     out = []
@@ -262,16 +293,48 @@ def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float
 
 async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, now: int,
                           language: str) -> list[IncidentView]:
-    found = await probe.store.incidents_between(start, now + 1)
+    found, updates = await _recent_incidents(probe.store, start, now)
     ids = public_ids(probe)
     shown = [i for i in found if incident_is_public(ids, i)]
-    updates = await probe.store.incident_updates([i.id for i in shown])
     views = []
     for incident in shown:
         affected = [monitors[m] for m in incident.monitor_ids if m in monitors]
         name = affected[0].name if affected else ""
         views.append(IncidentView(incident, display_title(incident, name, language), affected, updates[incident.id]))
     return views
+
+
+_RECENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (key, incidents, updates)
+
+
+async def _recent_incidents(store, start: int, now: int) -> tuple[list[Incident], dict[int, list[IncidentUpdate]]]:
+    """Incidents open at some time in [start, now], newest first, with their updates. Read from
+    the file once an hour (from the hour's start, a superset) and again whenever the writer
+    commits an incident change, then cut to the exact span here."""
+    key = (store.incidents_version, start - start % HOUR_MS)
+    hit = _RECENT.get(store)
+    if hit is None or hit[0] != key:
+        found = await store.incidents_between(key[1], 2**62, limit=2000)
+        hit = key, found, await store.incident_updates([i.id for i in found])
+        _RECENT[store] = hit
+    _, found, updates = hit
+    shown = [i for i in found if i.started_ms < now + 1 and (i.resolved_ms is None or i.resolved_ms >= start)]
+    return shown[:1000], updates
+
+
+async def public_incidents(probe, limit: int, before_ms: int | None = None) -> list[Incident]:
+    """The newest `limit` public incidents started before `before_ms`. Private ones are skipped
+    by reading on, a batch at a time, so a page is short only at the end of history."""
+    ids, found, seen = public_ids(probe), [], set()
+    cursor = before_ms if before_ms is not None else 2**62
+    while len(found) < limit:
+        batch = [i for i in await probe.store.incidents(limit=limit * 3, before_ms=cursor) if i.id not in seen]
+        if not batch:
+            break
+        seen.update(i.id for i in batch)
+        found += [i for i in batch if incident_is_public(ids, i)]
+        cursor = batch[-1].started_ms + 1  # ties with the last one read: `seen` skips the repeats
+    return found[:limit]
 
 
 def incident_is_public(public_ids: set[str], incident: Incident) -> bool:

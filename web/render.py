@@ -52,11 +52,23 @@ def page_globals(config, language: str) -> dict:
     def when(ms: int | None) -> str:
         return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M %Z") if ms else ""
 
-    def bar(cells) -> Markup:
-        return Markup("".join(_cell_html(language, c.day, c.level, c.label, c.availability is not None,
-                                         c.down_minutes, c.degraded_minutes, tuple(c.incidents)) for c in cells))
+    def cells_html(cells) -> str:
+        return "".join(_cell_html(language, c.day, c.level, c.label, c.availability is not None,
+                                  c.down_minutes, c.degraded_minutes, tuple(c.incidents)) for c in cells)
 
-    return {"t": t, "page": config.page, "when": when, "bar": bar,
+    def bar(monitor) -> Markup:
+        """The 90 cells; the days before today come as one memoised string (see PastDays)."""
+        past = monitor.past
+        if past is None:
+            return Markup(cells_html(monitor.days))
+        if language not in past.html:
+            past.html[language] = cells_html(past.cells)
+        return Markup(past.html[language] + cells_html(monitor.days[len(past.cells):]))
+
+    # The status_badge macro's output, made once: a jinja macro call per monitor costs more than the rest of its row.
+    badges = {status: Markup(f'<span class="status s-{status}"><span class="icon" aria-hidden="true">{icon}</span> '
+                             f'{escape(t["status." + status])}</span>') for status, icon in ICONS.items()}
+    return {"t": t, "page": config.page, "when": when, "bar": bar, "badges": badges,
             "default_body": lambda status: default_body(status, language),
             "maintenance_mode": config.stats.maintenance}
 
@@ -78,6 +90,12 @@ def _cell_html(language: str, day, level: str, label: str, has_data: bool, down_
 
 
 def sparkline(values: list[float | None], width: int = 120, height: int = 24) -> Markup:
+    return _sparkline(tuple(values), width, height)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _sparkline(values: tuple[float | None, ...], width: int, height: int) -> Markup:
+    """Memoised: a quiet monitor's last 24 hours are the same from one render to the next."""
     points = _points(values, width, height)
     if not points:
         return Markup('<span class="muted">–</span>')

@@ -178,3 +178,26 @@ duration = "1h"
     (window,) = upcoming["scheduled_maintenances"]
     assert window["name"] == "Moving the database"
     assert [c["name"] for c in window["components"]] == ["Database"]  # the private monitor is not named
+
+
+async def test_incident_pages_are_full_even_when_private_incidents_crowd_the_newest(site):
+    client, probe = site
+    secret, api = probe.store.monitor_ids["secret"], probe.store.monitor_ids["api"]
+    now = probe.store.last_commit_ms or 2_000_000_000_000
+    rows = []
+    for k in range(7):  # public, older than all the private ones
+        rows.append((probe.store.allocate_id("incidents"), api, now + k * 1000))
+    for k in range(100):
+        rows.append((probe.store.allocate_id("incidents"), secret, now + 10_000 + k * 1000))
+    await probe.store.write([("INSERT INTO incidents (id, monitor, impact, status, started_ms, resolved_ms,"
+                              " updated_ms) VALUES (?, ?, 'major', 'resolved', ?, ?, ?)",
+                              (i, mid, ts, ts + 500, ts + 500)) for i, mid, ts in rows])
+    first = await (await client.get("/api/v1/incidents?limit=5")).json()
+    assert len(first["incidents"]) == 5
+    assert all(i["monitors"] != ["secret"] for i in first["incidents"])
+    second = await (await client.get(first["next"])).json()
+    seen = [i["id"] for i in first["incidents"] + second["incidents"]]
+    assert len(second["incidents"]) == 5 and len(set(seen)) == 10
+    assert [i for i, _, _ in rows[:7][::-1]] == seen[:7]
+    history = await (await client.get("/history")).text()
+    assert history.count('class="incident') >= 7
