@@ -68,9 +68,12 @@ def main() -> None:
     parser.add_argument("--monitors", type=int, default=10_000)
     parser.add_argument("--interval", type=float, default=30)
     parser.add_argument("--duration", type=float, default=600, help="seconds, start-up included")
+    parser.add_argument("--keep", action="store_true", help="keep the database and logs (the folder is printed)")
     args = parser.parse_args()
     print(machine())
-    with workdir("scale") as folder:
+    with workdir("scale", keep=args.keep) as folder:
+        if args.keep:
+            print(f"folder: {folder}")
         ports = [free_port() for _ in range(TARGET_PORTS)]
         urls = [f"http://127.0.0.1:{ports[i % len(ports)]}/m{i}" for i in range(args.monitors)]
         config, _ = write_probe_config(folder, urls, interval=f"{args.interval:g}s",

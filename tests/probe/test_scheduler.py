@@ -1,4 +1,4 @@
-"""The scheduler with the real APScheduler: spread, no overlap, no global cap, due times."""
+"""The scheduler on a real event loop: spread, no overlap, no global cap, due times, stalls."""
 import asyncio
 import time
 from collections import Counter, defaultdict
@@ -109,3 +109,23 @@ async def test_changing_the_interval_moves_the_job_and_unscheduling_stops_it():
     assert calls["a"] >= 2
     assert seen_b >= 2 and calls["b"] == seen_b
     assert scheduler.monitor_ids() == {"a"}
+
+
+async def test_after_a_stall_a_monitor_runs_once_for_its_latest_slot():
+    runs = []
+
+    async def run(monitor_id, scheduled_ms):
+        runs.append((scheduled_ms, time.time() * 1000))
+
+    scheduler = Scheduler(run)
+    scheduler.schedule("a", 0.2)
+    scheduler.start()
+    await asyncio.sleep(0.5)
+    stall_start = time.time() * 1000
+    time.sleep(1.0)  # the event loop is blocked across about five slots
+    stall_end = time.time() * 1000
+    await asyncio.sleep(0.1)
+    scheduler.shutdown()
+    missed = [due for due, started in runs if started >= stall_start and due <= stall_end]
+    assert len(missed) == 1  # once, not once per missed slot ...
+    assert missed[0] >= stall_end - 200 - 1  # ... and for the latest of them
