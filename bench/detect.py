@@ -92,6 +92,17 @@ async def run(args, folder: Path) -> None:
     opened = {k: min(t, received.get(k, t)) for k, t in seen.items()}
     await runner.cleanup()
     report(args, fail_at, opened, received, load)
+    deciding = deciding_checks(folder / "probe.db")
+    line("start of the deciding (threshold-th) failed check -> incident open",
+         [(opened[k] - deciding[k]) * 1000 for k in opened if k in deciding])
+
+
+def deciding_checks(db: Path) -> dict[str, float]:
+    """When the check whose result opened each incident started (the event's at_ms)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT m.key, e.at_ms FROM events e JOIN monitors m ON m.id = e.monitor"
+                            " WHERE e.kind = 'open'").fetchall()
+    return {key: at_ms / 1000 for key, at_ms in rows}
 
 
 def report(args, fail_at: dict, opened: dict, received: dict, load: str) -> None:
