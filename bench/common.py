@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 NGINX_CONF = """\
-worker_processes 1;
+worker_processes 2;
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
@@ -137,9 +137,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def count_results(db: Path, start_ms: int, end_ms: int) -> int:
+def count_results(db: Path, start_ms: int, end_ms: int, where: str = "1") -> int:
+    """Results of checks that started in [start_ms, end_ms) (and matching `where`)."""
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT count(*) FROM results WHERE ts >= ? AND ts < ?", (start_ms, end_ms)).fetchone()[0]
+        return conn.execute(f"SELECT count(*) FROM results WHERE ts >= ? AND ts < ? AND {where}",
+                            (start_ms, end_ms)).fetchone()[0]
 
 
 def lateness(db: Path, start_ms: int, end_ms: int) -> list[int]:

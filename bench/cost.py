@@ -35,6 +35,7 @@ modules:
       preferred_ip_protocol: ip4
 """
 TARGET_PORTS = 8
+CHECK_TIMEOUT_S = 5
 
 
 def interval_for(size: int) -> int:
@@ -72,7 +73,7 @@ def measure(folder: Path, size: int, seconds: float, ports: list[int], bb_port: 
     urls = [f"http://127.0.0.1:{ports[i % len(ports)]}/m{i}" for i in range(size)]
     run = folder / f"run{size}"
     run.mkdir()
-    config, _ = write_probe_config(run, urls, interval=f"{interval}s")
+    config, _ = write_probe_config(run, urls, interval=f"{interval}s", timeout=f"{CHECK_TIMEOUT_S}s")
     with probe_run(config, run / "probe.log") as probe:
         time.sleep(interval + 3)  # every monitor has run once: start-up is not in the figure
         if probe.poll() is not None:
@@ -91,9 +92,10 @@ def measure(folder: Path, size: int, seconds: float, ports: list[int], bb_port: 
         bb_counts = json.loads(driver.communicate(timeout=60)[0])
         bb_cpu, _ = theirs.cpu_since()  # the driver waited for its last answers: they count
         rss = mine.sample_rss()
-        time.sleep(1)  # the store flushes every 0.2 s
+        time.sleep(CHECK_TIMEOUT_S + 1)  # every check started in the window has its result stored
     checks = count_results(run / "probe.db", start_ms, end_ms)
-    return {"size": size, "interval": interval, "wall": wall, "checks": checks, "probe_cpu": probe_cpu,
+    failed = count_results(run / "probe.db", start_ms, end_ms, "status != 0")
+    return {"size": size, "interval": interval, "wall": wall, "checks": checks, "failed": failed, "probe_cpu": probe_cpu,
             "rss": rss, "bb": bb_counts, "bb_cpu": bb_cpu, "load": load}
 
 
@@ -102,7 +104,8 @@ def report(m: dict) -> None:
     bb_done = m["bb"]["ok"] + m["bb"]["failed"]
     per_probe = m["bb_cpu"] / max(bb_done, 1) * 1000
     print(f"{m['size']:,} monitors every {m['interval']} s, {m['wall']:.0f} s window (load average {m['load']}):")
-    print(f"  probe: {m['checks']:,} checks ({m['checks'] / m['wall']:.0f}/s), {m['probe_cpu']:.2f} s CPU "
+    due = m["size"] * m["wall"] / m["interval"]
+    print(f"  probe: {m['checks']:,} checks of {due:,.0f} due ({m['failed']} failed), {m['probe_cpu']:.2f} s CPU "
           f"({m['probe_cpu'] / m['wall'] * 100:.0f} % of a core) = {per_check:.3f} ms CPU per check; RSS {m['rss']:.0f} MB")
     print(f"  blackbox_exporter: {bb_done:,} probes ({m['bb']['failed']} failed), {m['bb_cpu']:.2f} s CPU "
           f"= {per_probe:.3f} ms CPU per probe")
