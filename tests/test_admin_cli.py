@@ -9,6 +9,22 @@ from tests.test_crash import start_probe
 TOKEN = "cli-token-123"
 
 
+async def run_incident_from_the_cli(config, postmortem) -> str:
+    """Open "API errors" on monitor api, then identified, monitoring, resolved and a postmortem."""
+    cli = ("incident", "-c", str(config))
+    code, out, err = await probe_cli(*cli, "open", "--title", "API errors", "--impact", "major",
+                                     "--monitor", "api")
+    assert code == 0, err
+    incident_id = out.split()[0].lstrip("#")
+    for step in (["update", incident_id, "--status", "identified", "--body", "Bad deploy found."],
+                 ["update", incident_id, "--status", "monitoring"],
+                 ["resolve", incident_id],
+                 ["postmortem", incident_id, "--file", str(postmortem)]):
+        code, out, err = await probe_cli(*cli, *step)
+        assert code == 0, (step, err)
+    return incident_id
+
+
 async def test_an_operator_runs_an_incident_from_the_command_line(write_config, tmp_path):
     port = free_port()
     config = write_config(f"""
@@ -30,16 +46,7 @@ async def test_an_operator_runs_an_incident_from_the_command_line(write_config, 
     proc = await start_probe(config, port)
     try:
         cli = ("incident", "-c", str(config))
-        code, out, err = await probe_cli(*cli, "open", "--title", "API errors", "--impact", "major",
-                                         "--monitor", "api")
-        assert code == 0, err
-        incident_id = out.split()[0].lstrip("#")
-        for step in (["update", incident_id, "--status", "identified", "--body", "Bad deploy found."],
-                     ["update", incident_id, "--status", "monitoring"],
-                     ["resolve", incident_id],
-                     ["postmortem", incident_id, "--file", str(postmortem)]):
-            code, out, err = await probe_cli(*cli, *step)
-            assert code == 0, (step, err)
+        incident_id = await run_incident_from_the_cli(config, postmortem)
         listed = await probe_cli(*cli, "list")
         wrong = await probe_cli(*cli, "--token", "nope", "list")
         missing = await probe_cli(*cli, "resolve", "4242")
