@@ -125,13 +125,15 @@ def generate(folder: Path, monitors: int, raw_days: int, rollup_days: int, inter
 
 async def measure(config_path: Path, end: int, sample: int) -> dict[str, list[float]]:
     from web import public
-    from web.render import OVERALL_ICON, environment, page_globals
+    from web.page import render_index
+    from web.render import environment
+    from web.rows import RowCache
 
     config = load_config(config_path)
     probe = Probe(config)
     await probe.store.open()
     await probe._load_monitors(config.monitors)
-    env = environment()
+    env, rows = environment(), RowCache()  # rows persist between renders, as in the server
     times: dict[str, list[float]] = {"90d": [], "1y": [], "page first": [], "page hour": [], "page": []}
     now = int(time.time() * 1000)
     try:
@@ -146,8 +148,7 @@ async def measure(config_path: Path, end: int, sample: int) -> dict[str, list[fl
                 probe.store.sums.ranges.clear()  # what a new hour does: the windows' edges move
             started = time.perf_counter()
             view = await public.build_view(probe, now=int(time.time() * 1000))
-            env.get_template("index.html").render(**page_globals(config, "en"), view=view,
-                                                  overall_icon=OVERALL_ICON[view.overall])
+            await render_index(env, rows, probe, view)
             times["page first" if k == 0 else "page hour" if k == 1 else "page"].append(
                 (time.perf_counter() - started) * 1000)
     finally:

@@ -76,20 +76,21 @@ async def fill_history(config_path: Path, days: int) -> int:
 async def cold_renders(config_path: Path, samples: int = 20) -> dict[str, list[float]]:
     """Time the work of an uncached request: building the view and rendering it."""
     from web import public, statuspage
-    from web.render import OVERALL_ICON, environment, page_globals
+    from web.page import render_index
+    from web.render import environment
+    from web.rows import RowCache
 
     config = load_config(config_path)
     probe = Probe(config)
     await probe.store.open()
     await probe._load_monitors(config.monitors)
-    env = environment()
+    env, rows = environment(), RowCache()  # rows persist between renders, as in the server
     times: dict[str, list[float]] = {"/": [], "/api/v2/summary.json": []}
     try:
         for _ in range(samples):
             started = time.perf_counter()
             view = await public.build_view(probe)
-            env.get_template("index.html").render(**page_globals(config, "en"), view=view,
-                                                  overall_icon=OVERALL_ICON[view.overall])
+            await render_index(env, rows, probe, view)
             times["/"].append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
             view = await public.build_view(probe, figures=False)

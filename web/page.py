@@ -11,9 +11,11 @@ from probe.units import now_ms
 from web import public
 from web.cache import RenderCache, respond
 from web.render import OVERALL_ICON, environment, page_globals
+from web.rows import RowCache
 
 ENV = web.AppKey("jinja", object)
 CACHE = web.AppKey("page_cache", RenderCache)
+ROWS = web.AppKey("page_rows", RowCache)
 HISTORY_PAGE = 20
 HISTORY_MAINTENANCE_MS = 365 * 86_400_000  # how far back the first page lists maintenance
 DAY_MS = 86_400_000
@@ -22,6 +24,7 @@ DAY_MS = 86_400_000
 def add_routes(app: web.Application) -> None:
     app[ENV] = environment()
     app[CACHE] = RenderCache()
+    app[ROWS] = RowCache()
     app.router.add_get("/", index)
     app.router.add_get("/monitors/{id}", monitor_page)
     app.router.add_get("/incidents/{id}", incident_page)
@@ -53,10 +56,20 @@ async def index(request: web.Request) -> web.Response:
     async def build():
         probe = _probe(request)
         view = await public.build_view(probe, language=probe.config.page.language)
-        return render(request, "index.html", view=view, overall_icon=OVERALL_ICON[view.overall],
-                      subscribing=probe.config.subscribers.email,
-                      subscribe_groups=probe.notify.subscribers.groups()), "text/html"
+        return await render_index(request.app[ENV], request.app[ROWS], probe, view), "text/html"
     return await _cached(request, build)
+
+
+async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> bytes:
+    """The front page: the monitors' rows come from `rows`, rendered again only where they changed."""
+    language = probe.config.page.language
+    context = page_globals(probe.config, language)
+    shown = await rows.rows(env.get_template("_row.html"), context, language, view.monitors)
+    html = env.get_template("index.html").render(**context, view=view, rows=shown,
+                                                 overall_icon=OVERALL_ICON[view.overall],
+                                                 subscribing=probe.config.subscribers.email,
+                                                 subscribe_groups=probe.notify.subscribers.groups())
+    return html.encode()
 
 
 async def monitor_page(request: web.Request) -> web.Response:

@@ -1,0 +1,83 @@
+"""The front page's cached rows are byte-identical to rows rendered afresh, after whatever
+changes a row: a status change, a new result in today's cell, a day rollover, an incident."""
+from probe.calendar import HOUR_MS
+from probe.models import ResultRecord, Status
+from probe.units import now_ms
+from tests.probe.test_rollcache import CONFIG, MIN, midnight, open_probe
+from web import public
+from web.page import render_index
+from web.render import environment
+from web.rows import RowCache
+
+ENV = environment()
+
+
+async def record(probe, monitor_id, ts, status=Status.UP):
+    latency = None if status is Status.DOWN else 10.0
+    probe.record(probe.config.monitor(monitor_id), ResultRecord(monitor_id, ts, ts, status, "r", latency))
+    await probe.store.flush()
+
+
+async def same_as_uncached(probe, rows: RowCache, now: int) -> str:
+    """The page with the warm row cache, after checking it against one rendered with none."""
+    view = await public.build_view(probe, now=now)
+    warm = await render_index(ENV, rows, probe, view)
+    assert warm == await render_index(ENV, RowCache(), probe, view)
+    return warm.decode()
+
+
+def row(page: str, monitor_id: str) -> str:
+    start = page.index(f'id="m-{monitor_id}"')
+    return page[start:page.index("</article>", start)]
+
+
+async def test_a_cached_row_follows_every_change_it_shows(write_config):
+    path = write_config(CONFIG)
+    probe = await open_probe(path)
+    rows = RowCache()
+    yesterday, today = midnight(probe, 1), midnight(probe, 0)
+    evening = yesterday + 22 * HOUR_MS
+    for ts in range(evening - 2 * HOUR_MS, evening, MIN):
+        await record(probe, "web", ts)
+        await record(probe, "api", ts)
+    first = await same_as_uncached(probe, rows, evening)
+    assert 'data-status="up"' in row(first, "web")
+
+    # A status change (down long enough to open an incident, which names yesterday's cell).
+    for k in range(6):
+        await record(probe, "web", evening + k * MIN, Status.DOWN)
+    down = await same_as_uncached(probe, rows, evening + 6 * MIN)
+    assert 'data-status="down"' in row(down, "web")
+    assert row(down, "web") != row(first, "web")
+
+    # Recovery: today's cell and the figures change, the status too.
+    for k in range(6, 30):
+        await record(probe, "web", evening + k * MIN)
+    up_again = await same_as_uncached(probe, rows, evening + 30 * MIN)
+    assert 'data-status="up"' in row(up_again, "web")
+
+    # After midnight yesterday's cell becomes a past day and a new today begins.
+    for ts in range(evening + 30 * MIN, today + 20 * MIN, MIN):
+        await record(probe, "web", ts)
+    after_midnight = await same_as_uncached(probe, rows, today + 20 * MIN)
+    assert row(after_midnight, "web") != row(up_again, "web")
+    await same_as_uncached(probe, rows, now_ms())
+    await probe.store.close()
+
+
+async def test_only_the_rows_that_changed_are_rendered_again(write_config):
+    path = write_config(CONFIG)
+    probe = await open_probe(path)
+    rows = RowCache()
+    now = now_ms()
+    await record(probe, "web", now - 2 * MIN)
+    await record(probe, "api", now - 2 * MIN)
+    await same_as_uncached(probe, rows, now)
+    assert rows.renders == 2
+    await same_as_uncached(probe, rows, now)
+    assert rows.renders == 2
+    await record(probe, "web", now - MIN, Status.DOWN)
+    await same_as_uncached(probe, rows, now)
+    assert rows.renders == 3
+    await probe.store.close()
+
