@@ -24,10 +24,10 @@ import json
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from probe.schema import Duration, load, load_entries, show
+from probe.window import SlidingWindow
 
 SECRET_KEY = "subscribe_secret"
 EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+$")
@@ -139,22 +139,17 @@ def verify(secret: str, token: str, purpose: str, email: str | None, now_s: floa
 
 # ---- rate limit ------------------------------------------------------------------------
 
-class RequestLimiter:
+class RequestLimiter(SlidingWindow):
     """At most `allowed` subscribe requests an hour per key (an address, a client address).
     In memory: a restart forgives, which is acceptable for a form that only sends one mail."""
 
     def __init__(self, allowed: int, window_s: float = LIMIT_WINDOW_S, keys: int = 100_000) -> None:
-        self.allowed, self.window_s, self.keys = allowed, window_s, keys
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        super().__init__(window_s, keys)
+        self.allowed = allowed
 
     def allow(self, key: str, now: float | None = None) -> bool:
         now = now if now is not None else time.monotonic()
-        recent = self._seen.pop(key, deque())
-        while recent and recent[0] <= now - self.window_s:
-            recent.popleft()
-        self._seen[key] = recent  # most recent keys last; the oldest are forgotten first
-        while len(self._seen) > self.keys:
-            self._seen.popitem(last=False)
+        recent = self.recent(key, now)
         if len(recent) >= self.allowed:
             return False
         recent.append(now)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections import defaultdict, deque
 from datetime import datetime
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from probe.models import Incident, IncidentUpdate
 from probe.operator import NewIncident, Operator, OperatorError
 from probe.maintenance import MaintenanceWindow
 from probe.units import iso_utc, now_ms, parse_duration
+from probe.window import SlidingWindow
 from web.public import whole_number
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
@@ -28,11 +28,11 @@ GUARD = web.AppKey("admin_guard", "TokenGuard")
 class TokenGuard:
     def __init__(self, token: str) -> None:
         self._token = token.encode()
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._failures = SlidingWindow(FAILURE_WINDOW_S)
 
     def check(self, request: web.Request) -> None:
         client = request.remote or "?"
-        recent = self._recent_failures(client)
+        recent = self._failures.recent(client)
         if len(recent) >= FAILURES_ALLOWED:
             retry = int(recent[0] + FAILURE_WINDOW_S - time.monotonic()) + 1
             raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(retry)})
@@ -41,12 +41,6 @@ class TokenGuard:
             return
         recent.append(time.monotonic())
         raise _error(401, "a valid admin token is required", {"WWW-Authenticate": 'Bearer realm="probe admin"'})
-
-    def _recent_failures(self, client: str) -> deque[float]:
-        recent = self._failures[client]
-        while recent and recent[0] < time.monotonic() - FAILURE_WINDOW_S:
-            recent.popleft()
-        return recent
 
 
 def add_routes(app: web.Application, probe) -> None:
