@@ -92,9 +92,17 @@ class Scheduler:
         self._aps.start()
 
     def shutdown(self) -> None:
-        """Stop starting runs; runs in flight finish on their own (their results are kept)."""
+        """Stop starting runs and cancel those in flight: a check cut short must record nothing,
+        not a failure (its HTTP session is about to close under it)."""
         if self._aps.running:
             self._aps.shutdown(wait=False)
+        for task in self._tasks:
+            task.cancel()
+
+    async def stop(self) -> None:
+        """shutdown(), then wait until the cancelled runs have ended."""
+        self.shutdown()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def schedule(self, monitor_id: str, interval: float, now: float | None = None) -> None:
         """Add the monitor, or move it if its interval changed."""

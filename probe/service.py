@@ -73,7 +73,7 @@ class Probe:
                  len(self.monitors), self.store.path)
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
-        self.scheduler.shutdown()
+        await self.scheduler.stop()
         await self.certs.stop()
         await self.notify.stop()
         try:

@@ -162,3 +162,19 @@ async def test_a_run_that_fails_is_logged_and_the_monitor_keeps_its_schedule(cap
     scheduler.shutdown()
     assert calls["a"] >= 3
     assert any("run failed monitor=a" in r.getMessage() for r in caplog.records)
+
+
+async def test_stopping_cancels_runs_in_flight_so_none_finishes_after_it():
+    finished = []
+
+    async def slow(monitor_id, scheduled_ms):
+        await asyncio.sleep(5)
+        finished.append(monitor_id)
+
+    scheduler = Scheduler(slow)
+    scheduler.schedule("a", 0.2)
+    scheduler.start()
+    await asyncio.sleep(0.5)
+    async with asyncio.timeout(5):
+        await scheduler.stop()
+    assert scheduler._tasks == set() and finished == []
