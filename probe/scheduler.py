@@ -7,6 +7,9 @@
   per-run bookkeeping (and one event-loop wake-up per run) cost more CPU than the HTTP
   check itself (BENCHMARKS.md). A shared job changes nothing else: each member still
   runs on its own slot, at most TICK_S from where its hash alone would put it.
+  The tick is half a second, not less: the checks of one tick connect, answer and close
+  in the same few event-loop wake-ups, and in this sandbox a wake-up costs about as much
+  CPU as a check's own Python (1,000 monitors: 0.56 ms per check at 0.1 s, 0.40 at 0.5 s).
 - Runs of one monitor never overlap: a slot that comes while its previous run is still
   going is skipped (and logged). Nothing caps how many different monitors run at once:
   a global cap is what makes peers check every 8 minutes what should be checked every minute.
@@ -34,7 +37,7 @@ log = logging.getLogger("probe.scheduler")
 logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
 logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
 
-TICK_S = 0.1  # phases are multiples of this, so monitors due together share a job
+TICK_S = 0.5  # phases are multiples of this, so monitors due together share a job (and wake-ups)
 
 
 @dataclass(frozen=True)
