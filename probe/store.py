@@ -276,7 +276,8 @@ class Store:
         self._queue = Batch()
         self._queued = 0
         self._failed: Batch | None = None
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # commit now (an event, a full batch, a flush)
+        self._pending = asyncio.Event()  # something is queued: the batch timer runs
         self._write_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._reasons: OrderedDict[str, int] = OrderedDict()
@@ -412,11 +413,13 @@ class Store:
             return
         self._queue.results.append((record, int(interval_s * 1000)))
         self._queued += 1
+        self._pending.set()
         if self._queued >= self.max_batch:
             self._wakeup.set()
 
     def submit_events(self, events: list[IncidentEvent]) -> None:
         self._queue.events.extend(events)
+        self._pending.set()
         self._wakeup.set()
 
     def subscribe(self, callback: Callable[[list[IncidentEvent]], None]) -> None:
@@ -429,17 +432,23 @@ class Store:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._queue.waiters.append(waiter)
+        self._pending.set()
         self._wakeup.set()
         await waiter
 
     async def _run_writer(self) -> None:
         while True:
+            if self._failed is None:
+                # Nothing queued: no timer at all (an idle probe would otherwise wake 5 times a
+                # second for nothing). The first result starts the batch's flush_interval.
+                await self._pending.wait()
             try:
                 async with asyncio.timeout(self.flush_interval):  # wait_for (3.11) can swallow close()'s cancel
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()
+            self._pending.clear()
             batch = self._failed or self._take_batch()
             if batch is None:
                 continue

@@ -168,3 +168,25 @@ async def test_prune_drops_finished_notifications_past_retention_but_never_pendi
     await store.prune(raw_retention_s=2 * 86400, rollup_retention_s=400 * 86400, now=now)
     left = await store.fetchall("SELECT key FROM deliveries ORDER BY key")
     assert [k for (k,) in left] == ["event:3", "event:4"]
+
+
+async def test_after_a_quiet_spell_a_result_is_written_within_the_batch_interval_without_a_flush(tmp_path):
+    # An idle writer sleeps with no timer; the first result must start the batch's clock.
+    import asyncio
+    import time
+    store = Store(tmp_path / "probe.db", Calendar("UTC"), flush_interval=0.2)
+    await store.open()
+    try:
+        await store.sync_monitors([_Monitor("web", 60)])
+        await asyncio.sleep(0.5)  # longer than the interval: the writer has gone to sleep
+        for round_ in range(2):
+            ts = D0 + round_ * MIN
+            submitted = time.monotonic()
+            store.submit_result(record(ts, Status.UP), 60)
+            while store.pending_results:
+                await asyncio.sleep(0.01)
+                assert time.monotonic() - submitted < 2.0, "the writer did not wake for a new result"
+            assert [r.ts_ms for r in await store.recent_results("web", 1)] == [ts]
+            await asyncio.sleep(0.5)
+    finally:
+        await store.close()
