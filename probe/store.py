@@ -438,9 +438,10 @@ class Store:
 
     async def _run_writer(self) -> None:
         while True:
-            if self._failed is None:
+            if self._failed is None and self._queue_empty():
                 # Nothing queued: no timer at all (an idle probe would otherwise wake 5 times a
                 # second for nothing). The first result starts the batch's flush_interval.
+                self._pending.clear()
                 await self._pending.wait()
             try:
                 async with asyncio.timeout(self.flush_interval):  # wait_for (3.11) can swallow close()'s cancel
@@ -448,15 +449,17 @@ class Store:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            self._pending.clear()
             batch = self._failed or self._take_batch()
             if batch is None:
                 continue
             await self._commit_with_retry(batch)
 
+    def _queue_empty(self) -> bool:
+        return not self._queue.results and not self._queue.events and not self._queue.waiters
+
     def _take_batch(self) -> Batch | None:
         batch = self._queue
-        if not batch.results and not batch.events and not batch.waiters:
+        if self._queue_empty():
             return None
         self._queue, self._queued = Batch(), 0
         return batch
