@@ -159,6 +159,7 @@ def cmd_run(args) -> int:
 async def _serve(config: Config, config_path: str) -> int:
     from aiohttp import web
 
+    from probe import memory
     from probe.reload import ConfigWatcher
     from probe.service import Probe
     from probe.store import StoreError
@@ -167,7 +168,7 @@ async def _serve(config: Config, config_path: str) -> int:
 
     log = logging.getLogger("probe")
     probe = Probe(config)
-    probe.watcher = ConfigWatcher(probe, config_path)
+    probe.watcher = ConfigWatcher(probe, config_path, after_apply=memory.settle)
     app = create_app(probe)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     try:
@@ -195,6 +196,7 @@ async def _serve(config: Config, config_path: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(probe.watcher.reload("SIGHUP")))
     probe.watcher.start()
+    memory.settle()
     await stop.wait()
     await probe.watcher.stop()
     log.info("stopping: flushing pending results")

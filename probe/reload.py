@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from probe.config import Config, ConfigError, load_config
@@ -22,8 +23,10 @@ log = logging.getLogger("probe.reload")
 
 
 class ConfigWatcher:
-    def __init__(self, probe, path: str | Path, poll_s: float = 2.0) -> None:
+    def __init__(self, probe, path: str | Path, poll_s: float = 2.0,
+                 after_apply: Callable[[], None] | None = None) -> None:
         self.probe = probe
+        self.after_apply = after_apply  # `probe run` settles memory after each reload (probe/memory.py)
         self.path = Path(path)
         self.poll_s = poll_s
         self.loaded_ms = now_ms()
@@ -76,6 +79,8 @@ class ConfigWatcher:
             for change in self.pending_restart:
                 log.warning("config reload: %s changed; it takes effect at the next restart", change)
             await self.probe.apply(config)
+            if self.after_apply is not None:
+                self.after_apply()
             self.loaded_ms = now_ms()
             log.info("config reloaded (%s) monitors=%d notifiers=%d", why, len(config.monitors),
                      len(config.notifiers))
