@@ -21,7 +21,7 @@ makes the first render of an hour (new window edges) or of a process (everything
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 
 from probe.calendar import HOUR_MS, Calendar
 
@@ -40,6 +40,7 @@ class RollupCache:
         self.buckets: dict[tuple[int, int], Entry] = {}
         self.ranges: OrderedDict[tuple[int, int, int], Entry] = OrderedDict()
         self.past_version: dict[int, int] = {}  # per monitor: bumped when one of its past days changes
+        self.version: dict[int, int] = {}  # per monitor: bumped by every rollup change of that monitor
         self.derived: dict[str, dict] = {}  # memos built from these sums by their readers; cleared with them
         self.loads = 0  # reads from the file (for tests and benchmarks)
 
@@ -57,9 +58,13 @@ class RollupCache:
 
     # ---- the writer's side ------------------------------------------------------------
 
-    def apply(self, rows: Iterable[tuple], today_start: int) -> None:
+    def apply(self, rows: Sequence[tuple], today_start: int) -> None:
         """Add committed rollup changes (rows as upserted: monitor, res, start, n_up, n_degraded,
-        n_down, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum, ...)."""
+        n_down, up_ms, degraded_ms, down_ms, maint_ms, maint_good_ms, lat_n, lat_sum, ...).
+        `version` counts every change, cached or not: readers memoise what they sum from the file too."""
+        version = self.version
+        for row in rows:
+            version[row[0]] = version.get(row[0], 0) + 1
         if not self.buckets and not self.ranges:
             return
         for row in rows:
