@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from probe.calendar import HOUR_MS
+from probe.models import Status
 from probe.store import DAILY, HOURLY, Store
 from probe.units import now_ms
 
@@ -50,13 +51,7 @@ class Durations:
 
     def counted(self, mode: MaintenanceMode = "excluded") -> tuple[float, float]:
         """(good, total) milliseconds that availability is the ratio of."""
-        good = self.up_ms + self.degraded_ms
-        total = self.observed_ms
-        if mode == "excluded":
-            return good - self.maint_good_ms, total - self.maint_ms
-        if mode == "up":
-            return good - self.maint_good_ms + self.maint_ms, total
-        return good, total
+        return counted(self.up_ms, self.degraded_ms, self.down_ms, self.maint_ms, self.maint_good_ms, mode)
 
     def availability(self, mode: MaintenanceMode = "excluded") -> float | None:
         """A fraction in [0, 1], or None when nothing was observed."""
@@ -66,6 +61,27 @@ class Durations:
     def downtime_ms(self, mode: MaintenanceMode = "excluded") -> float:
         good, total = self.counted(mode)
         return max(0.0, total - good)
+
+
+def counted(up: float, degraded: float, down: float, maint: float, maint_good: float,
+            mode: MaintenanceMode = "excluded") -> tuple[float, float]:
+    """(good, total) milliseconds that availability is the ratio of (see the module's method)."""
+    good = up + degraded
+    total = up + degraded + down
+    if mode == "excluded":
+        return good - maint_good, total - maint
+    if mode == "up":
+        return good - maint_good + maint, total
+    return good, total
+
+
+def figure(sums: tuple, mode: MaintenanceMode = "excluded") -> tuple[float | None, str]:
+    """(availability, label as shown: "" without data) of a window's five durations."""
+    good, total = counted(*sums, mode)
+    if total <= 0:
+        return None, ""
+    value = good / total
+    return value, format_availability(value, max(0.0, total - good))
 
 
 def format_availability(value: float | None, downtime_ms: float = 0.0) -> str:
@@ -120,6 +136,35 @@ def plan(store: Store, start: int, end: int, now: int) -> list[Segment]:
     return segments
 
 
+@dataclass(frozen=True)
+class Window:
+    start: int
+    end: int  # capped at now
+    segments: tuple[Segment, ...]
+    parts: list[tuple[dict, float]]  # (each segment's sums by monitor, its fraction)
+
+    @property
+    def whole(self) -> tuple[Segment, ...]:
+        """The segments `whole_sums` adds: with the monitor's rollups, all its result depends on."""
+        return tuple(seg for seg in self.segments if seg.fraction == 1.0)
+
+
+def whole_sums(mid: int, parts: list[tuple[dict, float]]) -> tuple[float, float, float, float, float]:
+    """The sums of a window's whole segments (fraction 1) for one monitor: what changes only
+    when the monitor's rollups do or the window's segments move (see `Stats.completed`)."""
+    up = degraded = down = maint = maint_good = 0.0
+    for entry, fraction in parts:
+        if fraction == 1.0:
+            values = entry.get(mid)
+            if values is not None:
+                up += values[0]
+                degraded += values[1]
+                down += values[2]
+                maint += values[3]
+                maint_good += values[4]
+    return up, degraded, down, maint, maint_good
+
+
 class Stats:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -136,18 +181,23 @@ class Stats:
         once the cache holds this hour's segments."""
         now = now if now is not None else now_ms()
         mids = [(m, self.store.monitor_ids[m]) for m in monitor_ids if m in self.store.monitor_ids]
+        out: dict[str, dict[str, Durations]] = {}
+        for name, w in (await self.window_parts([mid for _, mid in mids], windows, now)).items():
+            out[name] = {key: Durations(*self.completed(mid, whole_sums(mid, w.parts), w.parts, w.start, w.end, now))
+                         for key, mid in mids}
+        return out
+
+    async def window_parts(self, mids: list[int], windows: dict[str, tuple[int, int]], now: int) -> dict[str, "Window"]:
+        """Each window's segments with their sums, read in one go."""
         plans = {}
         for name, (start_ms, end_ms) in windows.items():
             end_ms = min(end_ms, now)
             segments = plan(self.store, start_ms, end_ms, now) if start_ms < end_ms else []
-            plans[name] = (start_ms, end_ms, [seg for seg in segments if seg.lo < seg.hi])
+            plans[name] = (start_ms, end_ms, tuple(seg for seg in segments if seg.lo < seg.hi))
         keys = [(seg.res, seg.lo, seg.hi) for _, _, segs in plans.values() for seg in segs]
-        entries = iter(await self._entries([mid for _, mid in mids], keys))
-        out: dict[str, dict[str, Durations]] = {}
-        for name, (start_ms, end_ms, segs) in plans.items():
-            parts = [(next(entries), seg.fraction) for seg in segs]
-            out[name] = {key: self._window(mid, parts, start_ms, end_ms, now) for key, mid in mids}
-        return out
+        entries = iter(await self._entries(mids, keys))
+        return {name: Window(start_ms, end_ms, segs, [(next(entries), seg.fraction) for seg in segs])
+                for name, (start_ms, end_ms, segs) in plans.items()}
 
     async def _entries(self, mids: list[int], keys: list[tuple[int, int, int]]) -> list[dict]:
         """The sums of each segment: from the in-memory cache, which holds every monitor, unless
@@ -160,36 +210,37 @@ class Stats:
             entries[index][mid] = values
         return entries
 
-    def _window(self, mid: int, parts: list[tuple[dict, float]], start: int, end: int, now: int) -> Durations:
-        up = degraded = down = maint = maint_good = 0.0
+    def completed(self, mid: int, whole: tuple, parts: list[tuple[dict, float]], start: int, end: int,
+                  now: int) -> tuple[float, float, float, float, float]:
+        """A window's durations: its whole segments' sums (`whole_sums`), then its pro-rata edges,
+        then the newest result's open interval, always in this order, so a reader that memoises
+        the whole sums gets the very same floats as one that does not."""
+        up, degraded, down, maint, maint_good = whole
         for entry, fraction in parts:
-            values = entry.get(mid)
-            if values is not None:
-                up += values[0] * fraction
-                degraded += values[1] * fraction
-                down += values[2] * fraction
-                maint += values[3] * fraction
-                maint_good += values[4] * fraction
+            if fraction != 1.0:
+                values = entry.get(mid)
+                if values is not None:
+                    up += values[0] * fraction
+                    degraded += values[1] * fraction
+                    down += values[2] * fraction
+                    maint += values[3] * fraction
+                    maint_good += values[4] * fraction
         last = self.store.last_committed.get(mid)
-        if last is not None and start < end:  # the newest result's open interval (see _open_interval)
+        if last is not None and start < end:
             lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
-            if hi > lo:
-                extra = self._open_interval(mid, start, end, now)
-                up, degraded, down = up + extra.up_ms, degraded + extra.degraded_ms, down + extra.down_ms
-                maint, maint_good = maint + extra.maint_ms, maint_good + extra.maint_good_ms
-        return Durations(up, degraded, down, maint, maint_good)
-
-    def _open_interval(self, mid: int, start: int, end: int, now: int) -> Durations:
-        last = self.store.last_committed.get(mid)
-        if last is None:
-            return Durations()
-        lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
-        if hi <= lo:
-            return Durations()
-        span = [0.0, 0.0, 0.0]
-        span[last.status] = hi - lo
-        maint = hi - lo if last.in_maintenance else 0
-        return Durations(*span, maint, maint if last.status.is_good else 0)
+            if hi > lo:  # the newest result's status holds from its check until now (at most 2 intervals)
+                span = hi - lo
+                if last.status is Status.UP:
+                    up += span
+                elif last.status is Status.DEGRADED:
+                    degraded += span
+                else:
+                    down += span
+                if last.in_maintenance:
+                    maint += span
+                    if last.status.is_good:
+                        maint_good += span
+        return up, degraded, down, maint, maint_good
 
     async def availability(self, monitor_id: str, start_ms: int, end_ms: int,
                            mode: MaintenanceMode = "excluded", now: int | None = None) -> float | None:

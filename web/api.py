@@ -61,12 +61,16 @@ async def monitor(request: web.Request) -> web.Response:
     monitor_id = _public_monitor_id(request)
     probe = _probe(request)
     view = await public.build_view(probe, language=probe.config.page.language)
-    m = view.monitor(monitor_id)
+    return _json(monitor_detail_json(view.monitor(monitor_id)))
+
+
+def monitor_detail_json(m: public.MonitorView) -> dict:
+    """/api/v1/monitors/{id}: the monitor with its 90 days."""
     doc = monitor_json(m)
     doc["daily"] = [{"date": c.day.isoformat(), "uptime": None if c.availability is None
                      else round(c.availability * 100, 4), "down_minutes": c.down_minutes,
                      "incidents": c.incidents} for c in m.days]
-    return _json(doc)
+    return doc
 
 
 async def results(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -18,6 +19,7 @@ from probe.maintenance import MaintenanceWindow
 from probe.models import Incident, IncidentUpdate, Status
 from probe.operator import display_title
 from probe.stats import Durations, format_availability
+from web.figures import sparklines, window_figures
 from probe.store import DAILY, HOURLY
 from probe.units import now_ms
 
@@ -90,7 +92,7 @@ class PublicView:
     now_ms: int
     overall: str
     monitors: list[MonitorView]
-    incidents: list[IncidentView]  # public incidents of the last 90 days, newest first
+    incidents: Sequence[IncidentView]  # public incidents of the last 90 days, newest first
     maintenance: list[MaintenanceWindow]
 
     @property
@@ -102,6 +104,8 @@ class PublicView:
 
     @property
     def active_incidents(self) -> list[IncidentView]:
+        if isinstance(self.incidents, IncidentViews):
+            return self.incidents.open()
         return [i for i in self.incidents if i.incident.is_open]
 
     def monitor(self, monitor_id: str) -> MonitorView | None:
@@ -135,35 +139,41 @@ def is_public(probe, monitor_id: str) -> bool:
 
 async def build_view(probe, now: int | None = None, language: str = "en", figures: bool = True) -> PublicView:
     """Without `figures`, no availability, bars or sparklines: statuses and incidents only,
-    which is all the Statuspage routes and the feeds read, at a fraction of the cost."""
+    which is all the Statuspage routes and the feeds read, at a fraction of the cost.
+
+    No return to the event loop between the last read and the end: the view is one instant
+    of the store, which is what lets the per-monitor memos (web/figures.py) stay exact."""
     now = now if now is not None else now_ms()
     monitors = public_monitors(probe)
     ids = [m.id for m in monitors]
     mode = probe.config.stats.maintenance
-    uptime: dict[str, dict] = {name: {} for name in WINDOWS}
-    bar_start = probe.store.calendar.local_midnight(probe.store.calendar.date_of(now) - timedelta(days=BAR_DAYS - 1))
-    days = _bar_days(probe.store.calendar, bar_start)
+    store = probe.store
+    versions = dict(store.sums.version)  # before any read (see figures.window_figures)
+    shown: dict[str, tuple[dict, dict]] = {}
+    bar_start = store.calendar.local_midnight(store.calendar.date_of(now) - timedelta(days=BAR_DAYS - 1))
+    days = _bar_days(store.calendar, bar_start)
     # One hour more than the sparkline shows: the 24 h window's first, partial hour.
     hours = [now - now % HOUR_MS - k * HOUR_MS for k in range(24, -1, -1)]
     if figures:
-        hourly = await probe.store.cached_buckets(HOURLY, hours)
-        daily = await probe.store.cached_buckets(DAILY, [start for _, start, _ in days])
+        hourly = await store.cached_buckets(HOURLY, hours)
+        daily = await store.cached_buckets(DAILY, [start for _, start, _ in days])
         spans = {name: (now - span, now) for name, span in WINDOWS.items()}
-        uptime = await probe.stats.durations_many(ids, spans, now)
+        shown = await window_figures(probe, ids, spans, now, mode, versions)
+    incidents = await _recent_incident_items(probe, now - 90 * DAY_MS, now, language)
     windows = public_windows(probe, now - 90 * DAY_MS, now + 30 * DAY_MS)
-    views = [_monitor_view(probe, m, now, {w: uptime[w].get(m.id) for w in WINDOWS}, mode,
-                           _in_maintenance(windows, m.id, now)) for m in monitors]
+    views = [_monitor_view(probe, m, now, shown.get(m.id), _in_maintenance(windows, m.id, now)) for m in monitors]
     by_id = {v.id: v for v in views}
-    incidents = await _incident_views(probe, by_id, now - 90 * DAY_MS, now, language)
     if figures:
-        by_monitor = _incident_spans(incidents)
+        mids = {view.id: store.monitor_ids.get(view.id, -1) for view in views}
+        lines = sparklines(store.sums, hourly[1:], hours[1], list(mids.values()), versions)
         for view in views:
-            mid = probe.store.monitor_ids.get(view.id, -1)
-            incident_spans = by_monitor.get(view.id, ())
+            mid = mids[view.id]
+            incident_spans = incidents.spans.get(view.id, ())
             view.past = _past_days(probe, mid, daily, days, mode, incident_spans)
             view.days = [*view.past.cells, _today(probe, mid, daily[-1], days[-1], now, mode, incident_spans)]
-            view.sparkline = [_mean_latency(entry.get(mid)) for entry in hourly[1:]]
-    return PublicView(now, overall_status([v.status for v in views]), views, incidents, windows)
+            view.sparkline = lines[mid]
+    return PublicView(now, overall_status([v.status for v in views]), views, IncidentViews(incidents.items, by_id),
+                      windows)
 
 
 def overall_status(statuses: list[str]) -> str:
@@ -181,17 +191,14 @@ def overall_status(statuses: list[str]) -> str:
     return "operational"
 
 
-def _monitor_view(probe, monitor, now: int, durations: dict[str, Durations | None], mode: str,
-                  in_maintenance: bool) -> MonitorView:
+def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool) -> MonitorView:
     latest = probe.latest.get(monitor.id)
     status = "unknown"
     if latest is not None and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
         status = latest.status.label
     if in_maintenance:
         status = "maintenance"
-    uptime = {w: (d.availability(mode) if d else None) for w, d in durations.items()}
-    labels = {w: format_availability(uptime[w], d.downtime_ms(mode)) if d and uptime[w] is not None else ""
-              for w, d in durations.items()}
+    uptime, labels = shown if shown is not None else ({w: None for w in WINDOWS}, {w: "" for w in WINDOWS})
     return MonitorView(
         id=monitor.id, name=monitor.display_name, group=monitor.group, description=monitor.description,
         status=status, reason=latest.reason if latest and monitor.show_target else "",
@@ -202,7 +209,7 @@ def _monitor_view(probe, monitor, now: int, durations: dict[str, Durations | Non
 
 
 def _in_maintenance(windows: list[MaintenanceWindow], monitor_id: str, now: int) -> bool:
-    return any(w.covers(monitor_id, now) for w in windows)
+    return bool(windows) and any(w.covers(monitor_id, now) for w in windows)
 
 
 def _bar_days(calendar, bar_start: int) -> list[tuple[date, int, int]]:
@@ -210,16 +217,6 @@ def _bar_days(calendar, bar_start: int) -> list[tuple[date, int, int]]:
     day = calendar.date_of(bar_start)
     edges = [calendar.local_midnight(day + timedelta(days=k)) for k in range(BAR_DAYS + 1)]
     return [(day + timedelta(days=k), edges[k], edges[k + 1]) for k in range(BAR_DAYS)]
-
-
-def _incident_spans(incidents: list[IncidentView]) -> dict[str, tuple[tuple[int, int | None, str], ...]]:
-    """Per monitor id: (start, resolved or None, title) of its incidents, so each cell scans only its own."""
-    spans: dict[str, list[tuple[int, int | None, str]]] = {}
-    for view in incidents:
-        span = (view.incident.started_ms, view.incident.resolved_ms, view.title)
-        for monitor_id in view.incident.monitor_ids:
-            spans.setdefault(monitor_id, []).append(span)
-    return {key: tuple(value) for key, value in spans.items()}
 
 
 def _names(spans, start: int, end: int, now: int) -> tuple[str, ...]:
@@ -249,17 +246,12 @@ def _past_days(probe, mid: int, daily: list[dict], days: list[tuple[date, int, i
 def _today(probe, mid: int, entry: dict, day: tuple[date, int, int], now: int, mode: str, spans: tuple) -> DayCell:
     """Today's cell: its rollup plus the newest result's open interval."""
     date_, start, end = day
-    d = Durations(*_five(entry.get(mid))) + probe.stats._open_interval(mid, start, end, now)
-    return _cell(date_, (d.up_ms, d.degraded_ms, d.down_ms, d.maint_ms, d.maint_good_ms), mode,
+    return _cell(date_, probe.stats.completed(mid, _five(entry.get(mid)), [], start, end, now), mode,
                  _names(spans, start, end, now))
 
 
 def _five(values: list | None) -> tuple:
     return tuple(values[:5]) if values is not None else (0, 0, 0, 0, 0)
-
-
-def _mean_latency(values: list | None) -> float | None:
-    return values[6] / values[5] if values is not None and values[5] else None
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -291,35 +283,102 @@ def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float
     return out
 
 
-async def _incident_views(probe, monitors: dict[str, MonitorView], start: int, now: int,
-                          language: str) -> list[IncidentView]:
-    found, updates = await _recent_incidents(probe.store, start, now)
-    ids = public_ids(probe)
-    shown = [i for i in found if incident_is_public(ids, i)]
-    views = []
-    for incident in shown:
-        affected = [monitors[m] for m in incident.monitor_ids if m in monitors]
-        name = affected[0].name if affected else ""
-        views.append(IncidentView(incident, display_title(incident, name, language), affected, updates[incident.id]))
-    return views
+@dataclass(frozen=True, slots=True)
+class _IncidentItem:
+    incident: Incident
+    title: str
+    monitor_ids: tuple[str, ...]  # the public monitors it names
+    updates: list[IncidentUpdate]
 
 
-_RECENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (key, incidents, updates)
+@dataclass(frozen=True)
+class _RecentItems:
+    """The public incidents of a 90-day span and each monitor's (start, resolved, title) of
+    them, the same for every `now` in [since, until) with the same incidents and config."""
+
+    key: tuple
+    since: int
+    until: int
+    items: tuple[_IncidentItem, ...]
+    spans: dict[str, tuple[tuple[int, int | None, str], ...]]
 
 
-async def _recent_incidents(store, start: int, now: int) -> tuple[list[Incident], dict[int, list[IncidentUpdate]]]:
-    """Incidents open at some time in [start, now], newest first, with their updates. Read from
-    the file once an hour (from the hour's start, a superset) and again whenever the writer
-    commits an incident change, then cut to the exact span here."""
+class IncidentViews(Sequence):
+    """The render's incident views, made when read. A page reads only the open ones, yet 90
+    days can hold thousands (13,000 in benchmark 3): making them all was a tenth of a render."""
+
+    def __init__(self, items: tuple[_IncidentItem, ...], monitors: dict[str, MonitorView]) -> None:
+        self._items, self._monitors = items, monitors
+        self._made: dict[int, IncidentView] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self._items)))]
+        index = range(len(self._items))[index]  # negative indices; IndexError past the end
+        view = self._made.get(index)
+        if view is None:
+            item = self._items[index]
+            view = IncidentView(item.incident, item.title, [self._monitors[m] for m in item.monitor_ids
+                                                           if m in self._monitors], item.updates)
+            self._made[index] = view
+        return view
+
+    def open(self) -> list[IncidentView]:
+        return [self[k] for k, item in enumerate(self._items) if item.incident.is_open]
+
+
+_ITEMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> _RecentItems
+
+
+async def _recent_incident_items(probe, start: int, now: int, language: str) -> _RecentItems:
+    """The public incidents open at some time in [start, now], newest first, made once per change
+    of incidents, config or language, and again only when `now` reaches an incident's start or
+    passes the end of one by 90 days (start is now - 90 days)."""
+    found, updates = await _hour_incidents(probe.store, start)
+    key = (probe.store.incidents_version, start - start % HOUR_MS, probe.config, language)
+    hit = _ITEMS.get(probe.store)
+    if hit is not None and hit.key == key and hit.since <= now < hit.until:
+        return hit
+    hit = _recent_items(probe, found, updates, start, now, language, key)
+    _ITEMS[probe.store] = hit
+    return hit
+
+
+def _recent_items(probe, found, updates, start: int, now: int, language: str, key: tuple) -> _RecentItems:
+    names = {m.id: m.display_name for m in public_monitors(probe)}
+    ids = set(names)
+    shown = [i for i in found if i.started_ms < now + 1 and (i.resolved_ms is None or i.resolved_ms >= start)]
+    until = min([i.started_ms for i in found if i.started_ms >= now + 1]
+                + [i.resolved_ms + (now - start) + 1 for i in shown if i.resolved_ms is not None], default=2**62)
+    items, spans = [], {}
+    for incident in shown[:1000]:
+        if not incident_is_public(ids, incident):
+            continue
+        affected = tuple(m for m in incident.monitor_ids if m in names)
+        title = display_title(incident, names[affected[0]] if affected else "", language)
+        items.append(_IncidentItem(incident, title, affected, updates[incident.id]))
+        for monitor_id in incident.monitor_ids:
+            spans.setdefault(monitor_id, []).append((incident.started_ms, incident.resolved_ms, title))
+    return _RecentItems(key, now, until, tuple(items), {m: tuple(v) for m, v in spans.items()})
+
+
+_HOUR_INCIDENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (key, incidents, updates)
+
+
+async def _hour_incidents(store, start: int) -> tuple[list[Incident], dict[int, list[IncidentUpdate]]]:
+    """Incidents open at some time since the start of `start`'s hour, newest first, with their
+    updates: read from the file once an hour and again whenever the writer commits an incident
+    change; readers cut them to their exact span."""
     key = (store.incidents_version, start - start % HOUR_MS)
-    hit = _RECENT.get(store)
+    hit = _HOUR_INCIDENTS.get(store)
     if hit is None or hit[0] != key:
         found = await store.incidents_between(key[1], 2**62, limit=2000)
         hit = key, found, await store.incident_updates([i.id for i in found])
-        _RECENT[store] = hit
-    _, found, updates = hit
-    shown = [i for i in found if i.started_ms < now + 1 and (i.resolved_ms is None or i.resolved_ms >= start)]
-    return shown[:1000], updates
+        _HOUR_INCIDENTS[store] = hit
+    return hit[1], hit[2]
 
 
 async def public_incidents(probe, limit: int, before_ms: int | None = None) -> list[Incident]:

@@ -1,13 +1,15 @@
 """The front page's cached rows are byte-identical to rows rendered afresh, after whatever
 changes a row: a status change, a new result in today's cell, a day rollover, an incident."""
+from markupsafe import Markup
+
 from probe.calendar import HOUR_MS
 from probe.models import ResultRecord, Status
 from probe.units import now_ms
 from tests.probe.test_rollcache import CONFIG, MIN, midnight, open_probe
 from web import public
 from web.page import render_index
-from web.render import environment
-from web.rows import RowCache
+from web.render import OVERALL_ICON, environment, page_globals
+from web.rows import SHOWN_WINDOWS, RowCache
 
 ENV = environment()
 
@@ -81,3 +83,20 @@ async def test_only_the_rows_that_changed_are_rendered_again(write_config):
     assert rows.renders == 3
     await probe.store.close()
 
+
+
+async def test_a_text_holding_the_row_mark_gets_the_page_rendered_plainly(write_config):
+    marked = CONFIG.replace('name = "API"', 'name = "API"\ngroup = "a\\u0000row\\u0000b"')
+    probe = await open_probe(write_config(marked))
+    now = now_ms()
+    await record(probe, "web", now - MIN)
+    await record(probe, "api", now - MIN)
+    view = await public.build_view(probe, now=now)
+    page = await render_index(ENV, RowCache(), probe, view)
+    context = page_globals(probe.config, "en")
+    rows = {m.id: Markup(ENV.get_template("_row.html").render(context, m=m, windows=SHOWN_WINDOWS)) for m in view.monitors}
+    plain = ENV.get_template("index.html").render(**context, view=view, rows=rows, overall_icon=OVERALL_ICON[view.overall],
+                                                   subscribing=False, subscribe_groups=[])
+    assert page == plain.encode()
+    assert page.count(b'<article class="monitor"') == 2
+    await probe.store.close()
