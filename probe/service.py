@@ -124,7 +124,9 @@ class Probe:
         if events:
             self.store.submit_events(events)
         self.certs.observe(monitor, record.details, record.status.label)
-        self.latest[monitor.id] = record
+        latest = self.latest.get(monitor.id)
+        if latest is None or record.ts_ms >= latest.ts_ms:  # a late, older result is history, not the state
+            self.latest[monitor.id] = record
         self.check_counts[monitor.id, record.status.label] += 1
 
     async def prune(self) -> None:

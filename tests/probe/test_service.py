@@ -162,3 +162,21 @@ async def test_applying_a_new_config_adds_and_removes_monitors_and_keeps_history
             assert web_results[0].ts_ms < probe.started_ms + 1200  # history kept across the change
         finally:
             await probe.stop()
+
+
+async def test_a_late_older_result_is_stored_but_does_not_replace_the_monitors_latest(write_config):
+    from probe.models import ResultRecord
+    probe = Probe(config_for(write_config, "http://127.0.0.1:1/"), flush_interval=0.05)
+    await probe.store.open()
+    try:
+        await probe._load_monitors(probe.config.monitors)
+        monitor = probe.config.monitor("web")
+        now = int(time.time() * 1000)
+        probe.record(monitor, ResultRecord("web", now, 0, Status.UP, "HTTP 200", 5.0, {}))
+        probe.record(monitor, ResultRecord("web", now - 400, 0, Status.DOWN, "timed out", None, {}))
+        await probe.store.flush()
+        stored = await probe.store.results("web")
+    finally:
+        await probe.store.close()
+    assert probe.latest["web"].ts_ms == now and probe.latest["web"].status is Status.UP
+    assert sorted(r.ts_ms for r in stored) == [now - 400, now]
