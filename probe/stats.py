@@ -152,16 +152,20 @@ class Window:
 def whole_sums(mid: int, parts: list[tuple[dict, float]]) -> tuple[float, float, float, float, float]:
     """The sums of a window's whole segments (fraction 1) for one monitor: what changes only
     when the monitor's rollups do or the window's segments move (see `Stats.completed`)."""
-    up = degraded = down = maint = maint_good = 0.0
+    return _added(mid, [part for part in parts if part[1] == 1.0], (0.0, 0.0, 0.0, 0.0, 0.0))
+
+
+def _added(mid: int, parts: list[tuple[dict, float]], sums: tuple) -> tuple[float, float, float, float, float]:
+    """`sums` plus each part's five durations for one monitor, times the part's fraction."""
+    up, degraded, down, maint, maint_good = sums
     for entry, fraction in parts:
-        if fraction == 1.0:
-            values = entry.get(mid)
-            if values is not None:
-                up += values[0]
-                degraded += values[1]
-                down += values[2]
-                maint += values[3]
-                maint_good += values[4]
+        values = entry.get(mid)
+        if values is not None:
+            up += values[0] * fraction
+            degraded += values[1] * fraction
+            down += values[2] * fraction
+            maint += values[3] * fraction
+            maint_good += values[4] * fraction
     return up, degraded, down, maint, maint_good
 
 
@@ -215,16 +219,7 @@ class Stats:
         """A window's durations: its whole segments' sums (`whole_sums`), then its pro-rata edges,
         then the newest result's open interval, always in this order, so a reader that memoises
         the whole sums gets the very same floats as one that does not."""
-        up, degraded, down, maint, maint_good = whole
-        for entry, fraction in parts:
-            if fraction != 1.0:
-                values = entry.get(mid)
-                if values is not None:
-                    up += values[0] * fraction
-                    degraded += values[1] * fraction
-                    down += values[2] * fraction
-                    maint += values[3] * fraction
-                    maint_good += values[4] * fraction
+        up, degraded, down, maint, maint_good = _added(mid, [part for part in parts if part[1] != 1.0], whole)
         last = self.store.last_committed.get(mid)
         if last is not None and start < end:
             lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
