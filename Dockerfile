@@ -9,9 +9,6 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY probe probe
-COPY checks checks
-COPY notifiers notifiers
-COPY web web
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime ----------------------------------------------------------------------------

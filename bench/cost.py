@@ -22,8 +22,20 @@ import sys
 import time
 from pathlib import Path
 
-from common import (Sampler, count_results, free_port, load_average, machine, nginx, now_ms, probe_run,
-                    process, wait_for_port, workdir, write_probe_config)
+from common import (
+    Sampler,
+    count_results,
+    free_port,
+    load_average,
+    machine,
+    nginx,
+    now_ms,
+    probe_run,
+    process,
+    wait_for_port,
+    workdir,
+    write_probe_config,
+)
 
 BLACKBOX = "prometheus-blackbox-exporter"
 BLACKBOX_CONFIG = """\

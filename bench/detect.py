@@ -22,9 +22,17 @@ import time
 from pathlib import Path
 
 from aiohttp import web
-
-from common import (free_port, load_average, machine, pct, probe_run, process, wait_for_port, workdir,
-                    write_probe_config)
+from common import (
+    free_port,
+    load_average,
+    machine,
+    pct,
+    probe_run,
+    process,
+    wait_for_port,
+    workdir,
+    write_probe_config,
+)
 
 POLL_S = 0.02
 

@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from page import pct, write_config  # noqa: E402
-from probe import histogram  # noqa: E402
-from probe.config import load_config  # noqa: E402
+
+from probe.config.loader import load_config  # noqa: E402
+from probe.core import histogram  # noqa: E402
 from probe.service import Probe  # noqa: E402
 
 HOUR_MS, DAY_MS, WEEK_MIN = 3_600_000, 86_400_000, 7 * 24 * 60
@@ -124,10 +125,10 @@ def generate(folder: Path, monitors: int, raw_days: int, rollup_days: int, inter
 
 
 async def measure(config_path: Path, end: int, sample: int) -> dict[str, list[float]]:
-    from web import public
-    from web.page import render_index
-    from web.render import environment
-    from web.rows import RowCache
+    from probe.view import public
+    from probe.web.page import render_index
+    from probe.web.render import environment
+    from probe.web.rows import RowCache
 
     config = load_config(config_path)
     probe = Probe(config)

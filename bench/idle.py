@@ -12,8 +12,18 @@ import argparse
 import sys
 import time
 
-from common import Sampler, count_results, free_port, load_average, machine, nginx, now_ms, probe_run, workdir, \
-    write_probe_config
+from common import (
+    Sampler,
+    count_results,
+    free_port,
+    load_average,
+    machine,
+    nginx,
+    now_ms,
+    probe_run,
+    workdir,
+    write_probe_config,
+)
 
 STARTUP_S = 10
 

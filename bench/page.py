@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from probe.config import load_config  # noqa: E402
-from probe.models import ResultRecord, Status  # noqa: E402
+from probe.config.loader import load_config  # noqa: E402
+from probe.core.models import ResultRecord, Status  # noqa: E402
 from probe.service import Probe  # noqa: E402
 
 HISTORY_INTERVAL_S = 1200
@@ -75,10 +75,10 @@ async def fill_history(config_path: Path, days: int) -> int:
 
 async def cold_renders(config_path: Path, samples: int = 20) -> dict[str, list[float]]:
     """Time the work of an uncached request: building the view and rendering it."""
-    from web import public, statuspage
-    from web.page import render_index
-    from web.render import environment
-    from web.rows import RowCache
+    from probe.view import public, statuspage
+    from probe.web.page import render_index
+    from probe.web.render import environment
+    from probe.web.rows import RowCache
 
     config = load_config(config_path)
     probe = Probe(config)

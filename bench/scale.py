@@ -17,8 +17,20 @@ import sys
 import time
 from pathlib import Path
 
-from common import (Sampler, count_results, free_port, lateness, load_average, machine, nginx, now_ms, pct,
-                    probe_run, workdir, write_probe_config)
+from common import (
+    Sampler,
+    count_results,
+    free_port,
+    lateness,
+    load_average,
+    machine,
+    nginx,
+    now_ms,
+    pct,
+    probe_run,
+    workdir,
+    write_probe_config,
+)
 
 TARGET_PORTS = 8
 ROLLUP_ROWS_PER_MONITOR_DAY = 24 + 1  # hourly (UTC) + one daily row

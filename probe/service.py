@@ -6,26 +6,25 @@ application (web/app.py) starts and stops it; tests drive it directly.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from checks.base import Check
 from probe import __version__
-from probe.calendar import Calendar
-from probe.certs import CertificateNotices
-from probe.config import Config, MonitorConfig
-from probe.events import EventBus
-from probe.incidents import IncidentEngine
-from probe.notify import Dispatcher
-from probe.maintenance import MaintenanceWindow
-from probe.models import ResultRecord
-from probe.runner import CheckRunner
-from probe.scheduler import Scheduler
-from probe.stats import Stats
-from probe.store import Store
-from probe.units import now_ms
+from probe.checks.base import Check
+from probe.config.loader import Config, MonitorConfig
+from probe.core.calendar import Calendar
+from probe.core.events import EventBus
+from probe.core.models import MaintenanceWindow, ResultRecord
+from probe.core.units import now_ms
+from probe.engine.incidents import IncidentEngine
+from probe.engine.maintenance import Maintenance
+from probe.engine.runner import CheckRunner
+from probe.engine.scheduler import Scheduler
+from probe.notify.certs import CertificateNotices
+from probe.notify.dispatcher import Dispatcher
+from probe.storage import open_storage
+from probe.view.stats import Stats
 
 log = logging.getLogger("probe")
 
@@ -41,7 +40,7 @@ class Monitor:
 class Probe:
     def __init__(self, config: Config, *, flush_interval: float = 0.2) -> None:
         self.config = config
-        self.store = Store(config.database_path, Calendar(config.page.tz), flush_interval=flush_interval)
+        self.store = open_storage(config.database_path, Calendar(config.page.tz), flush_interval=flush_interval)
         self.engine = IncidentEngine(self.store)
         self.bus = EventBus()
         self.stats = Stats(self.store)
@@ -54,14 +53,14 @@ class Probe:
         self.notify = Dispatcher(self)
         self.certs = CertificateNotices(self)
         self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
-        self.scheduled: list[MaintenanceWindow] = []  # ad hoc windows from the admin API (table `maintenance`)
+        self.maintenance = Maintenance(self.store, lambda: self.config)
 
     async def start(self) -> None:
         await self.store.open()
         self.store.subscribe(self.bus.publish)
         await self._load_monitors(self.config.monitors)
         await self.engine.restore(self.config.monitors)
-        await self._load_scheduled()
+        await self.maintenance.load()
         await self.notify.start()
         await self.certs.start()
         for monitor in self.config.monitors:
@@ -70,7 +69,7 @@ class Probe:
         self.scheduler.start()
         self.started_ms = now_ms()
         log.info("probe started version=%s monitors=%d database=%s", __version__,
-                 len(self.monitors), self.store.path)
+                 len(self.monitors), self.store.describe())
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         await self.scheduler.stop()
@@ -134,40 +133,21 @@ class Probe:
         await self.store.prune(storage.raw_retention, storage.rollup_retention)
 
     def maintenance_between(self, start_ms: int, end_ms: int) -> list[MaintenanceWindow]:
-        """Occurrences of maintenance windows (config and ad hoc) that overlap [start_ms, end_ms), by start."""
-        found = [w for c in self.config.maintenance for w in c.occurrences(start_ms, end_ms)]
-        found += [w for w in self.scheduled if w.start_ms < end_ms and w.end_ms > start_ms]
-        return sorted(found, key=lambda w: (w.start_ms, w.id))
+        return self.maintenance.between(start_ms, end_ms)
 
     def in_maintenance(self, monitor_id: str, ts_ms: int) -> bool:
-        """Was this monitor in a maintenance window at ts_ms? Asked once per result."""
-        if any(w.covers(monitor_id, ts_ms) for w in self.scheduled):
-            return True
-        return any(w.covers(monitor_id, ts_ms) for c in self.config.maintenance if monitor_id in c.monitors
-                   for w in c.occurrences(ts_ms, ts_ms + 1))
+        return self.maintenance.covers(monitor_id, ts_ms)
 
-    async def _load_scheduled(self) -> None:
-        rows = await self.store.fetchall("SELECT id, title, monitors, start_ms, end_ms, description FROM maintenance"
-                                         " WHERE cancelled_ms IS NULL OR end_ms > start_ms ORDER BY start_ms")
-        self.scheduled = [MaintenanceWindow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5]) for r in rows]
+    @property
+    def scheduled(self) -> list[MaintenanceWindow]:
+        """Maintenance windows scheduled through the admin API."""
+        return self.maintenance.scheduled
 
     async def schedule_maintenance(self, window: MaintenanceWindow, author: str) -> None:
-        await self.store.write([(
-            "INSERT INTO maintenance (id, title, description, monitors, start_ms, end_ms, created_ms, author)"
-            " VALUES (?,?,?,?,?,?,?,?)", (window.id, window.title, window.description, " ".join(window.monitors),
-                                          window.start_ms, window.end_ms, now_ms(), author))])
-        self.scheduled.append(window)
+        await self.maintenance.schedule(window, author)
 
     async def cancel_maintenance(self, window: MaintenanceWindow, now: int) -> MaintenanceWindow | None:
-        """A window not yet begun disappears; one in progress ends now (its past stays true)."""
-        end = now if window.start_ms <= now < window.end_ms else window.start_ms
-        await self.store.write([("UPDATE maintenance SET cancelled_ms=?, end_ms=? WHERE id=?", (now, end, window.id))])
-        self.scheduled.remove(window)
-        if end > window.start_ms:
-            ended = dataclasses.replace(window, end_ms=end)
-            self.scheduled.append(ended)
-            return ended
-        return None
+        return await self.maintenance.cancel(window, now)
 
     def health(self) -> dict:
         problems = []
@@ -192,7 +172,7 @@ class Probe:
         """What /healthz says about the file: the problem in words, and what waits in memory."""
         state = self.store.write_state
         return {
-            "path": str(self.store.path),
+            "path": self.store.describe(),
             "writable": self.store.healthy,
             "problem": state.problem,  # "database full", "read-only", ... or null
             "error": state.error or None,

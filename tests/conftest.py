@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-import checks.tcp
-from probe.calendar import Calendar
-from probe.config import load_config
-from probe.store import Store
+import probe.checks.tcp
+from probe.config.loader import load_config
+from probe.core.calendar import Calendar
+from probe.storage.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def load_monitor(tmp_path):
 
 @pytest.fixture
 async def store(tmp_path):
-    s = Store(tmp_path / "probe.db", Calendar("UTC"), flush_interval=0.01)
+    s = SqliteStore(tmp_path / "probe.db", Calendar("UTC"), flush_interval=0.01)
     await s.open()
     yield s
     await s.close()
@@ -62,4 +62,4 @@ def trusting(monkeypatch, ca):
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    monkeypatch.setattr(checks.tcp, "client_context", client_context)
+    monkeypatch.setattr(probe.checks.tcp, "client_context", client_context)

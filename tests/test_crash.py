@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.peers.receiver import Receiver
-from tests.test_cli import free_port
+from tests.cli.test_main import free_port
 
 ROUNDS = int(os.environ.get("PROBE_CRASH_ROUNDS", "10"))
 SEED = int(os.environ.get("PROBE_CRASH_SEED", "20261203"))

@@ -2,12 +2,11 @@
 import re
 from pathlib import Path
 
-import checks
-import notifiers
-from probe.config import SECTIONS, MonitorSettings
-from probe.maintenance import MaintenanceConfig
-from probe.schema import field_types
-from probe.subscribers import SubscribersConfig, WebhookSubscriber
+from probe import checks, notifiers
+from probe.config.loader import SECTIONS, MonitorSettings
+from probe.config.maintenance import MaintenanceConfig
+from probe.config.schema import field_types
+from probe.config.subscribers import SubscribersConfig, WebhookSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -15,8 +15,8 @@ from aiosmtpd.controller import Controller
 
 from tests.notifiers.test_email import Inbox
 from tests.peers.receiver import Receiver
-from tests.test_admin_cli import run_incident_from_the_cli
-from tests.test_cli import free_port
+from tests.cli.test_admin import run_incident_from_the_cli
+from tests.cli.test_main import free_port
 from tests.test_crash import start_probe
 
 TOKEN = "story-admin-token"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import checks.dns
-from checks import CheckContext, Progress
-from checks.dns import DnsCheck, DnsOptions
-from probe.config import ConfigError, load_config
-from probe.models import Status
-from probe.runner import CheckRunner
+import probe.checks.dns
+from probe.checks import CheckContext, Progress
+from probe.checks.dns import DnsCheck, DnsOptions
+from probe.config.loader import ConfigError, load_config
+from probe.core.models import Status
+from probe.engine.runner import CheckRunner
 from tests.peers.dns_server import DnsServer
 
 ZONE = {
@@ -265,14 +265,14 @@ async def test_a_closed_udp_port_is_down_at_once_as_connection_refused():
 
 
 async def test_it_is_down_when_the_system_has_no_resolver(monkeypatch):
-    monkeypatch.setattr(checks.dns, "_system_nameserver", lambda: None)
+    monkeypatch.setattr(probe.checks.dns, "_system_nameserver", lambda: None)
     result = await DnsCheck(DnsOptions(query="app.test")).run(CheckContext(timeout=1.0, progress=Progress()))
     assert result.status is Status.DOWN
     assert result.reason == "no system resolver configured (/etc/resolv.conf has no nameserver)"
 
 
 async def test_without_a_server_it_asks_the_first_system_nameserver_on_port_53(monkeypatch):
-    monkeypatch.setattr(checks.dns, "_system_nameserver", lambda: "127.0.0.1")
+    monkeypatch.setattr(probe.checks.dns, "_system_nameserver", lambda: "127.0.0.1")
     result = await DnsCheck(DnsOptions(query="app.test")).run(CheckContext(timeout=0.5, progress=Progress()))
     assert result.details["server"] == "127.0.0.1:53"
 
@@ -319,8 +319,8 @@ def test_a_valid_dns_monitor_loads_with_its_options(tmp_path):
     (monitor,) = load_config(path).monitors
     assert monitor.options == DnsOptions(query="app.test", record_type="MX", server="[::1]:5353",
                                          protocol="tcp", expect=("mx1.test",))
-    assert checks.dns.split_server("[::1]:5353") == ("::1", 5353)
-    assert checks.dns.split_server("ns1.example.com") == ("ns1.example.com", 53)
+    assert probe.checks.dns.split_server("[::1]:5353") == ("::1", 5353)
+    assert probe.checks.dns.split_server("ns1.example.com") == ("ns1.example.com", 53)
 
 
 @pytest.mark.parametrize(("toml", "message"), [

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from checks.dns import DnsCheck, DnsOptions
-from checks.http import HttpCheck, HttpOptions
-from checks.tcp import TcpCheck, TcpOptions
-from probe.models import Status
-from probe.runner import CheckRunner
+from probe.checks.dns import DnsCheck, DnsOptions
+from probe.checks.http import HttpCheck, HttpOptions
+from probe.checks.tcp import TcpCheck, TcpOptions
+from probe.core.models import Status
+from probe.engine.runner import CheckRunner
 from tests.peers import hostile
 from tests.peers.dns_server import DnsServer
 from tests.peers.http_target import raw_server

@@ -11,13 +11,20 @@ import pytest
 import trustme
 from aiohttp.abc import AbstractResolver
 
-import checks.http
-from checks.base import CheckContext, Progress
-from checks.http import HttpCheck, HttpOptions, make_session
-from probe.config import ConfigError, load_config
-from probe.models import Status
-from probe.runner import CheckRunner
-from tests.peers.http_target import REQUESTS, closed_port, raw_server, replying, silent, target_app
+import probe.checks.http
+from probe.checks.base import CheckContext, Progress
+from probe.checks.http import HttpCheck, HttpOptions, make_session
+from probe.config.loader import ConfigError, load_config
+from probe.core.models import Status
+from probe.engine.runner import CheckRunner
+from tests.peers.http_target import (
+    REQUESTS,
+    closed_port,
+    raw_server,
+    replying,
+    silent,
+    target_app,
+)
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -166,7 +173,7 @@ async def test_it_sends_method_headers_and_body_as_configured(run, site):
     assert received["body"] == '{"order": 7}'
     assert received["headers"]["X-Token"] == "abc123"
     assert received["headers"]["Content-Type"] == "application/json"
-    assert received["headers"]["User-Agent"] == checks.http.USER_AGENT
+    assert received["headers"]["User-Agent"] == probe.checks.http.USER_AGENT
 
 
 async def test_it_reports_timing_phases_address_and_body_size(run, site):
@@ -280,8 +287,8 @@ def trust_ca(ca, monkeypatch):
     """Make the check's verifying TLS context trust the test CA (and only it)."""
     trusted = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificate and host name
     ca.configure_trust(trusted)
-    unverified = checks.http.client_context(False)
-    monkeypatch.setattr(checks.http, "client_context", lambda verify: trusted if verify else unverified)
+    unverified = probe.checks.http.client_context(False)
+    monkeypatch.setattr(probe.checks.http, "client_context", lambda verify: trusted if verify else unverified)
 
 
 def _server_tls(ca: trustme.CA, **validity) -> ssl.SSLContext:

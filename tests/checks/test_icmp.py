@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from checks.base import CheckContext, Progress
-from checks.icmp import IcmpCheck, IcmpOptions, detect_icmp_privilege
-from probe.config import ConfigError
-from probe.models import Status
-from probe.runner import CheckRunner
+from probe.checks.base import CheckContext, Progress
+from probe.checks.icmp import IcmpCheck, IcmpOptions, detect_icmp_privilege
+from probe.config.loader import ConfigError
+from probe.core.models import Status
+from probe.engine.runner import CheckRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,8 +156,8 @@ SCENARIOS = {
 
 NETNS_PROGRAM = r"""
 import asyncio, json, socket, subprocess, sys
-from checks.base import CheckContext, Progress
-from checks.icmp import IcmpCheck, IcmpOptions
+from probe.checks.base import CheckContext, Progress
+from probe.checks.icmp import IcmpCheck, IcmpOptions
 
 async def add_address_after(progress, sent, address):
     # Requests sent before the address exists are dropped; later ones are answered.

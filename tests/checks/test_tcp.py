@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import trustme
 
-from checks.base import CheckContext, Progress
-from checks.tcp import TcpCheck, TcpOptions
-from probe.config import ConfigError
-from probe.models import Status
-from probe.runner import CheckRunner
+from probe.checks.base import CheckContext, Progress
+from probe.checks.tcp import TcpCheck, TcpOptions
+from probe.config.loader import ConfigError
+from probe.core.models import Status
+from probe.engine.runner import CheckRunner
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

@@ -6,7 +6,7 @@ import pytest
 import trustme
 from cryptography import x509
 
-from checks.tls import _not_after_from_der
+from probe.checks.tls import _not_after_from_der
 
 
 @pytest.mark.parametrize("not_after", [

@@ -3,8 +3,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from notifiers import Message, parse_notifiers
-from probe.schema import Problems
+from probe.config.schema import Problems
+from probe.notifiers import Message, parse_notifiers
 from tests.peers.receiver import Receiver
 
 

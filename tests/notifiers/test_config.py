@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe.config import ConfigError, load_config
+from probe.config.loader import ConfigError, load_config
 
 
 def problems_of(write_config, text: str) -> list[str]:

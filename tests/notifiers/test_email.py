@@ -11,7 +11,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from notifiers import NotifyError
+from probe.notifiers import NotifyError
 from tests.notifiers.conftest import down_message, make_notifier
 
 

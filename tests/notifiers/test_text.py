@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifiers.text import expiry_text
+from probe.notifiers.text import expiry_text
 
 DAY = 86400
 

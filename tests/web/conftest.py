@@ -2,10 +2,10 @@
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from probe.config import load_config
+from probe.config.loader import load_config
 from probe.service import Probe
+from probe.web.app import create_app
 from tests.web.history import make_history
-from web.app import create_app
 
 
 async def serve(path):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from probe.calendar import Calendar
-from probe.config import load_config
-from probe.models import ResultRecord, Status
+from probe.config.loader import load_config
+from probe.core.calendar import Calendar
+from probe.core.models import ResultRecord, Status
+from probe.core.units import now_ms
 from probe.service import Probe
-from probe.units import now_ms
 
 INTERVAL_S = 1200  # 20 minutes: 90 days is 6,480 results a monitor
 DAY_MS = 86_400_000

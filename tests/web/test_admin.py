@@ -1,15 +1,15 @@
 """The admin API against a real probe, a real SQLite file and a real HTTP client."""
 import asyncio
-import time
 import hmac
+import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from probe.config import load_config
-from probe.models import ResultRecord, Status
+from probe.config.loader import load_config
+from probe.core.models import ResultRecord, Status
 from probe.service import Probe
-from web.app import create_app
+from probe.web.app import create_app
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -65,7 +65,7 @@ async def test_it_compares_the_token_in_constant_time(admin, monkeypatch):
         seen.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("web.admin.hmac.compare_digest", spy)
+    monkeypatch.setattr("probe.web.admin.hmac.compare_digest", spy)
     await client.get("/api/v1/admin/incidents", headers={"Authorization": "Bearer guess"})
     assert seen == [(b"guess", TOKEN.encode())]
 

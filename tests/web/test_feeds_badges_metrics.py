@@ -5,6 +5,7 @@ from xml.etree import ElementTree as ET
 import feedparser
 from prometheus_client.parser import text_string_to_metric_families
 
+from probe.web.keys import CACHE
 from tests.web.conftest import serve
 from tests.web.history import PRIVATE_HOST, PRIVATE_NAME, XSS, make_history
 
@@ -29,9 +30,9 @@ async def test_the_atom_and_rss_feeds_parse_and_list_public_incidents(site):
 async def test_feeds_escape_operator_text(site):
     client, probe = site
     (incident,) = [i for i in await probe.store.open_incidents() if i.monitor_id == "db"]
-    from probe.operator import Operator
+    from probe.engine.operator import Operator
     await Operator(probe).update(incident.id, "identified", XSS)
-    client.app[__import__("web.page").page.CACHE]._entries.clear()
+    client.app[CACHE]._entries.clear()
     body = await (await client.get("/history.rss")).text()
     assert "<script>" not in body and "&lt;script&gt;alert(1)" in body
     entry = next(e for e in feedparser.parse(body).entries if e.title.startswith("Database"))

@@ -4,14 +4,15 @@ kind of change, a warm process serves the very bytes of `/` and of the JSON APIs
 built from scratch on the same file serves at the same `now`."""
 import json
 
-from probe.calendar import HOUR_MS
-from probe.models import ResultRecord, Status
-from tests.probe.test_rollcache import CONFIG, MIN, open_probe
-from probe.units import now_ms
-from web import api, public, statuspage
-from web.page import render_index
-from web.render import environment
-from web.rows import RowCache
+from probe.core.calendar import HOUR_MS
+from probe.core.models import ResultRecord, Status
+from probe.core.units import now_ms
+from probe.view import public, statuspage
+from probe.web import api
+from probe.web.page import render_index
+from probe.web.render import environment
+from probe.web.rows import RowCache
+from tests.storage.test_rollcache import CONFIG, MIN, open_probe
 
 ENV = environment()
 DAY_MS = 24 * HOUR_MS
@@ -132,7 +133,7 @@ duration = "20m"
 
 
 async def test_maintenance_starting_and_ending_serves_the_same_bytes_as_a_fresh_process(write_config):
-    from probe.units import iso_utc
+    from probe.core.units import iso_utc
     base = now_ms() - HOUR_MS
     base -= base % MIN
     path = write_config(MAINTENANCE.format(start=iso_utc(base + 10 * MIN)))

@@ -1,7 +1,7 @@
 """/api/openapi.json is valid OpenAPI 3 and describes exactly the public routes served."""
 from openapi_spec_validator import validate
 
-from web.openapi import PATHS
+from probe.web.openapi import PATHS
 
 
 def public_routes(app) -> set[str]:

@@ -3,6 +3,8 @@ import re
 
 import pytest
 
+from probe.view.statuspage import ROUTES as STATUSPAGE_ROUTES
+from probe.web.keys import CACHE
 from tests.web.conftest import serve
 from tests.web.history import PRIVATE_HOST, PRIVATE_NAME, XSS, make_history
 
@@ -52,7 +54,7 @@ async def test_the_page_is_rendered_once_for_a_crowd_and_answers_304_to_a_known_
     again = await client.get("/", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status == 304
     assert "max-age" in first.headers["Cache-Control"]
-    assert client.app[__import__("web.page").page.CACHE].renders == 1
+    assert client.app[CACHE].renders == 1
 
 
 async def test_the_zh_cn_page_speaks_chinese(write_config):
@@ -73,7 +75,7 @@ async def public_paths(client):
              "/history.atom", "/history.rss", "/api/openapi.json"]
     paths += [f"/badge/{m}/{kind}.svg" for m in ("api", "web", "db") for kind in ("status", "uptime", "latency")]
     paths += [f"/incidents/{i['id']}" for i in incidents]
-    paths += [f"/api/v2/{name}" for name in __import__("web.statuspage").statuspage.ROUTES]
+    paths += [f"/api/v2/{name}" for name in STATUSPAGE_ROUTES]
     return paths
 
 
@@ -138,7 +140,7 @@ async def test_cached_pages_go_out_gzipped_to_clients_that_accept_it(site):
 async def test_maintenance_of_private_monitors_stays_private_and_history_lists_the_rest(write_config):
     from datetime import datetime, timezone
 
-    from probe.units import now_ms
+    from probe.core.units import now_ms
 
     def iso(ms):
         return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()

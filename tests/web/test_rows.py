@@ -2,14 +2,14 @@
 changes a row: a status change, a new result in today's cell, a day rollover, an incident."""
 from markupsafe import Markup
 
-from probe.calendar import HOUR_MS
-from probe.models import ResultRecord, Status
-from probe.units import now_ms
-from tests.probe.test_rollcache import CONFIG, MIN, midnight, open_probe
-from web import public
-from web.page import render_index
-from web.render import OVERALL_ICON, environment, page_globals
-from web.rows import SHOWN_WINDOWS, RowCache
+from probe.core.calendar import HOUR_MS
+from probe.core.models import ResultRecord, Status
+from probe.core.units import now_ms
+from probe.view import public
+from probe.web.page import render_index
+from probe.web.render import OVERALL_ICON, environment, page_globals
+from probe.web.rows import SHOWN_WINDOWS, RowCache
+from tests.storage.test_rollcache import CONFIG, MIN, midnight, open_probe
 
 ENV = environment()
 

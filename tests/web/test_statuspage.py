@@ -2,7 +2,7 @@
 import re
 from datetime import datetime
 
-from web.statuspage import ROUTES
+from probe.view.statuspage import ROUTES
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$")
 ID = re.compile(r"^[0-9a-z]{12}$")
@@ -101,11 +101,11 @@ async def test_a_statuspage_client_reads_the_page(site):
 
 
 async def test_a_window_that_ended_is_verifying_until_its_monitors_check_up_again(write_config):
-    from probe.maintenance import MaintenanceWindow
-    from probe.models import ResultRecord, Status
-    from probe.units import now_ms
+    from probe.core.models import MaintenanceWindow
+    from probe.core.models import ResultRecord, Status
+    from probe.core.units import now_ms
+    from probe.web.page import CACHE
     from tests.web.test_subscribe import open_site
-    from web.page import CACHE
     site, smtp = await open_site(write_config)
     try:
         probe, now = site.probe, now_ms()

@@ -11,13 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 
-from probe import subscribers as rules
-from probe.config import load_config
-from probe.models import ResultRecord, Status
+from probe.config.loader import load_config
+from probe.core.models import ResultRecord, Status
+from probe.notify.subscribers import rules
 from probe.service import Probe
+from probe.web.app import create_app
 from tests.notifiers.test_email import Inbox, free_port
 from tests.peers.receiver import Receiver
-from web.app import create_app
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,0 +1,168 @@
+"""`probe incident ...`: the operator's commands, sent to the running probe's admin API.
+
+The CLI never writes the database itself: the running process stays the one writer.
+Server URL and token come from flags, else $PROBE_ADMIN_TOKEN / the config file.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from probe.config.loader import load_config
+from probe.engine.operator import IMPACTS, STATUSES
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def add_commands(sub, default_config: str, config_help: str) -> None:
+    incident = sub.add_parser("incident", help="open, update, resolve incidents and publish postmortems")
+    incident.add_argument("-c", "--config", default=default_config, help=config_help)
+    incident.add_argument("--url", help="the probe's base URL (default: from [server] listen)")
+    incident.add_argument("--token", help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
+    actions = incident.add_subparsers(dest="action", required=True)
+
+    actions.add_parser("list", help="recent incidents").add_argument("--open", action="store_true")
+    opened = actions.add_parser("open", help="open an incident by hand")
+    opened.add_argument("--title", required=True)
+    opened.add_argument("--impact", choices=IMPACTS, default="major")
+    opened.add_argument("--monitor", action="append", default=[], dest="monitors", help="affected monitor id")
+    opened.add_argument("--status", choices=STATUSES[:-1], default="investigating")
+    opened.add_argument("--body", help="first update (default: the standard text for the status)")
+    update = actions.add_parser("update", help="post an update")
+    update.add_argument("id", type=int)
+    update.add_argument("--status", choices=STATUSES, required=True)
+    update.add_argument("--body")
+    resolve = actions.add_parser("resolve", help="resolve an incident")
+    resolve.add_argument("id", type=int)
+    resolve.add_argument("--body")
+    edit = actions.add_parser("edit", help="give an incident a title or a new impact")
+    edit.add_argument("id", type=int)
+    edit.add_argument("--title")
+    edit.add_argument("--impact", choices=IMPACTS)
+    postmortem = actions.add_parser("postmortem", help="publish a postmortem (markdown)")
+    postmortem.add_argument("id", type=int)
+    postmortem.add_argument("--file", type=Path, required=True, help="markdown file; - for stdin")
+    incident.set_defaults(func=cmd_incident)
+
+    maintenance = sub.add_parser("maintenance", help="list, schedule and cancel maintenance windows")
+    maintenance.add_argument("-c", "--config", default=default_config, help=config_help)
+    maintenance.add_argument("--url", help="the probe's base URL (default: from [server] listen)")
+    maintenance.add_argument("--token", help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
+    steps = maintenance.add_subparsers(dest="action", required=True)
+    steps.add_parser("list", help="windows of the last week and the next 90 days")
+    add = steps.add_parser("add", help="schedule a window")
+    add.add_argument("--title", required=True)
+    add.add_argument("--monitor", action="append", required=True, dest="monitors", help="covered monitor id")
+    add.add_argument("--start", help="ISO 8601 with offset, e.g. 2026-12-01T02:00:00+01:00 (default: now)")
+    length = add.add_mutually_exclusive_group(required=True)
+    length.add_argument("--duration", help='e.g. "2h"')
+    length.add_argument("--end", help="ISO 8601 with offset")
+    add.add_argument("--description")
+    cancel = steps.add_parser("cancel", help="cancel a window (one in progress ends now)")
+    cancel.add_argument("id")
+    maintenance.set_defaults(func=cmd_maintenance)
+
+
+def cmd_maintenance(args) -> int:
+    base = "/api/v1/admin/maintenance"
+    if args.action == "list":
+        request = ("GET", base, None)
+    elif args.action == "add":
+        request = ("POST", base, _without_none(title=args.title, monitors=args.monitors, start=args.start,
+                                               duration=args.duration, end=args.end, description=args.description))
+    else:
+        request = ("DELETE", f"{base}/{args.id}", None)
+    answer, code = _send(args, *request)
+    if answer is None:
+        return code
+    for window in answer.get("maintenance", [answer]):
+        if "cancelled" in window:
+            print(f"cancelled {window['cancelled']}" + (" (ended now)" if window["ended_early"] else ""))
+        else:
+            print(f"{window['id']:<28} {window['status']:<11} {window['starts_at']} -> {window['ends_at']}  "
+                  f"{','.join(window['monitors'])}  {window['title']}  [{window['source']}]")
+    return 0
+
+
+def _send(args, method: str, path: str, body: dict | None) -> tuple[dict | None, int]:
+    """(the answer, 0), or (None, exit code) after saying on stderr why it failed."""
+    url, token = _server(args)
+    if not token:
+        print("probe: no admin token: set [server] admin_token, $PROBE_ADMIN_TOKEN or --token", file=sys.stderr)
+        return None, EXIT_USAGE
+    try:
+        status, answer = asyncio.run(_call(url, token, method, path, body))
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        print(f"probe: cannot reach {url}: {exc or exc.__class__.__name__}", file=sys.stderr)
+        return None, EXIT_FAILED
+    if status >= 400:
+        print(f"probe: {answer.get('error', 'request failed')} (HTTP {status})", file=sys.stderr)
+        return None, EXIT_FAILED
+    return answer, 0
+
+
+def cmd_incident(args) -> int:
+    answer, code = _send(args, *_request_for(args))
+    if answer is None:
+        return code
+    for incident in answer.get("incidents", [answer]):
+        print(describe(incident))
+    return 0
+
+
+def _request_for(args) -> tuple[str, str, dict | None]:
+    base = "/api/v1/admin/incidents"
+    if args.action == "list":
+        return "GET", base + ("?open=true" if args.open else ""), None
+    if args.action == "open":
+        return "POST", base, _without_none(title=args.title, impact=args.impact, monitors=args.monitors,
+                                           status=args.status, body=args.body)
+    if args.action in ("update", "resolve"):
+        status = "resolved" if args.action == "resolve" else args.status
+        return "POST", f"{base}/{args.id}/updates", _without_none(status=status, body=args.body)
+    if args.action == "edit":
+        return "PATCH", f"{base}/{args.id}", _without_none(title=args.title, impact=args.impact)
+    text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+    return "PUT", f"{base}/{args.id}/postmortem", {"body": text}
+
+
+def _server(args) -> tuple[str, str]:
+    token = args.token or os.environ.get("PROBE_ADMIN_TOKEN", "")
+    url = args.url
+    if not url or not token:
+        config = load_config(args.config)
+        token = token or config.server.admin_token
+        host = config.server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+        url = url or f"http://{host}:{config.server.port}"
+    return url.rstrip("/"), token
+
+
+async def _call(url: str, token: str, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}", "X-Probe-Author": os.environ.get("USER", "operator")}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with session.request(method, url + path, json=body, headers=headers) as resp:
+            text = await resp.text()
+    try:
+        return resp.status, json.loads(text)
+    except ValueError:
+        return resp.status, {"error": text.strip()[:200] or "no answer"}
+
+
+def describe(incident: dict) -> str:
+    monitors = ",".join(incident.get("monitors", [])) or "-"
+    title = incident.get("title") or "(automatic title)"
+    line = (f"#{incident['id']}  {incident['status']:<13} {incident['impact']:<8} {monitors:<16} "
+            f"{incident['started_at']}  {title}")
+    if incident.get("postmortem_at"):
+        line += "  [postmortem]"
+    return line
+
+
+def _without_none(**fields) -> dict:
+    return {k: v for k, v in fields.items() if v is not None}

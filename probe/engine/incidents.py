@@ -1,0 +1,181 @@
+"""The incident state machine: results in, incident transitions out.
+
+Per monitor:
+- `failure_threshold` consecutive bad results (degraded or down) open an incident that
+  starts at the first bad check: major when the monitor is down, minor when degraded;
+- a minor incident is escalated (not duplicated) once the monitor has been down for
+  `failure_threshold` consecutive checks;
+- `success_threshold` consecutive up results resolve it at the first good check;
+- a failure that starts within `reopen_window` of the last resolve reopens that incident
+  instead of opening a new one, so a flapping monitor keeps one incident;
+- results taken during maintenance never open or escalate an incident.
+
+`step()` is pure (easy to test as a story); `IncidentEngine` keeps one tracker per
+monitor, hands out ids from the store, and rebuilds its state from the database.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from probe.core.models import (
+    EventKind,
+    Impact,
+    Incident,
+    IncidentEvent,
+    ResultRecord,
+    Status,
+)
+
+log = logging.getLogger("probe.incidents")
+
+
+@dataclass
+class Tracker:
+    bad_count: int = 0
+    bad_since_ms: int | None = None  # first bad check of the current streak
+    down_count: int = 0
+    good_count: int = 0
+    good_since_ms: int | None = None
+    open: Incident | None = None
+    last_resolved: Incident | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    failure_threshold: int = 2
+    success_threshold: int = 1
+    reopen_window_ms: int = 300_000
+
+    @classmethod
+    def of(cls, settings) -> "Rules":
+        return cls(settings.failure_threshold, settings.success_threshold, int(settings.reopen_window * 1000))
+
+
+@dataclass(frozen=True)
+class Transition:
+    kind: EventKind
+    incident: Incident
+    at_ms: int
+
+
+def step(t: Tracker, r: ResultRecord, rules: Rules, new_id=lambda: 0) -> list[Transition]:
+    """Feed one result to a tracker; return what happened to its incident (usually nothing)."""
+    if r.status is Status.UP:
+        return _on_good(t, r, rules)
+    t.good_count, t.good_since_ms = 0, None
+    if r.in_maintenance:
+        # Planned work: failures during it are expected and must not open anything.
+        t.bad_count, t.bad_since_ms, t.down_count = 0, None, 0
+        return []
+    t.bad_count += 1
+    t.bad_since_ms = t.bad_since_ms if t.bad_since_ms is not None else r.ts_ms
+    t.down_count = t.down_count + 1 if r.status is Status.DOWN else 0
+    impact = Impact.MAJOR if r.status is Status.DOWN else Impact.MINOR
+    if t.open is not None:
+        return _maybe_escalate(t, r, rules)
+    if t.bad_count < rules.failure_threshold:
+        return []
+    last = t.last_resolved
+    if last is not None and last.resolved_ms is not None \
+            and t.bad_since_ms - last.resolved_ms <= rules.reopen_window_ms:
+        impact = max(impact, last.impact, key=lambda i: i.rank)
+        t.open = dataclasses.replace(last, resolved_ms=None, status="investigating", impact=impact, reason=r.reason)
+        return [Transition(EventKind.REOPENED, t.open, r.ts_ms)]
+    t.open = Incident(id=new_id(), monitor_id=r.monitor_id, title="", impact=impact, status="investigating",
+                      started_ms=t.bad_since_ms, reason=r.reason)
+    return [Transition(EventKind.OPENED, t.open, r.ts_ms)]
+
+
+def _on_good(t: Tracker, r: ResultRecord, rules: Rules) -> list[Transition]:
+    t.bad_count, t.bad_since_ms, t.down_count = 0, None, 0
+    t.good_count += 1
+    t.good_since_ms = t.good_since_ms if t.good_since_ms is not None else r.ts_ms
+    if t.open is None or t.good_count < rules.success_threshold:
+        return []
+    resolved = dataclasses.replace(t.open, resolved_ms=t.good_since_ms, status="resolved")
+    t.open, t.last_resolved = None, resolved
+    return [Transition(EventKind.RESOLVED, resolved, r.ts_ms)]
+
+
+def _maybe_escalate(t: Tracker, r: ResultRecord, rules: Rules) -> list[Transition]:
+    if t.open.impact.rank >= Impact.MAJOR.rank or t.down_count < rules.failure_threshold:
+        return []
+    t.open = dataclasses.replace(t.open, impact=Impact.MAJOR, reason=r.reason)
+    return [Transition(EventKind.ESCALATED, t.open, r.ts_ms)]
+
+
+class IncidentEngine:
+    def __init__(self, store) -> None:
+        self.store = store
+        self.trackers: dict[str, Tracker] = {}
+
+    def open_incident(self, monitor_id: str) -> Incident | None:
+        tracker = self.trackers.get(monitor_id)
+        return tracker.open if tracker else None
+
+    def observe(self, settings, record: ResultRecord) -> list[IncidentEvent]:
+        tracker = self.trackers.setdefault(record.monitor_id, Tracker())
+        transitions = step(tracker, record, Rules.of(settings), lambda: self.store.allocate_id("incidents"))
+        events = [IncidentEvent(id=self.store.allocate_id("events"), kind=tr.kind, at_ms=tr.at_ms,
+                                incident=tr.incident, reason=record.reason) for tr in transitions]
+        for event in events:
+            log.info("incident %s monitor=%s incident=%d impact=%s reason=%r", event.kind.value,
+                     record.monitor_id, event.incident.id, event.incident.impact.value, record.reason)
+        return events
+
+    async def restore(self, monitors) -> None:
+        """Rebuild trackers from the file: open incidents, last resolves and current streaks.
+
+        Streaks are counted back from the newest stored results; nothing is replayed, so
+        a restart never repeats a transition the file already holds.
+        """
+        open_by_monitor = {i.monitor_id: i for i in await self.store.open_incidents() if i.origin == "auto"}
+        resolved = await self.store.last_resolved_incidents()
+        for m in monitors:
+            tracker = Tracker(open=open_by_monitor.get(m.id), last_resolved=resolved.get(m.id))
+            tail = await self.store.recent_results(m.id, max(m.failure_threshold, m.success_threshold) + 1)
+            _count_streaks(tracker, tail)
+            self.trackers[m.id] = tracker
+
+    def tracked(self, incident_id: int) -> Incident | None:
+        """The engine's own copy of an open automatic incident (newer than the file)."""
+        for tracker in self.trackers.values():
+            if tracker.open is not None and tracker.open.id == incident_id:
+                return tracker.open
+        return None
+
+    def amend(self, incident: Incident) -> None:
+        """An operator changed an automatic incident: keep the engine's copy in step,
+        so that its next transition does not write back the old title or status."""
+        for tracker in self.trackers.values():
+            if tracker.open is not None and tracker.open.id == incident.id:
+                if incident.is_open:
+                    tracker.open = incident
+                else:  # resolved by hand; a failure soon after reopens it
+                    tracker.open, tracker.last_resolved = None, incident
+
+    def forget(self, monitor_id: str) -> None:
+        self.trackers.pop(monitor_id, None)
+
+
+def _count_streaks(t: Tracker, tail: list[ResultRecord]) -> None:
+    """Set the streak counters from the newest results (oldest first)."""
+    if not tail:
+        return
+    if tail[-1].status is Status.UP:
+        run = _trailing(tail, lambda r: r.status is Status.UP)
+        t.good_count, t.good_since_ms = len(run), run[0].ts_ms
+        return
+    run = _trailing(tail, lambda r: r.status is not Status.UP and not r.in_maintenance)
+    if run:
+        t.bad_count, t.bad_since_ms = len(run), run[0].ts_ms
+        t.down_count = len(_trailing(run, lambda r: r.status is Status.DOWN))
+
+
+def _trailing(items: list[ResultRecord], keep) -> list[ResultRecord]:
+    i = len(items)
+    while i > 0 and keep(items[i - 1]):
+        i -= 1
+    return items[i:]

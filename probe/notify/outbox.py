@@ -1,0 +1,182 @@
+"""The notification outbox, the one owner of stored deliveries: it queues them, and runs one
+worker per target (a channel, or a subscriber target) that sends its pending rows oldest
+first, so a target hears about an incident in the order things happened.
+
+A worker waits out the platform's rate limit, counts the attempt on the database before
+making it (a send never starts from a stale view of the outbox: healthchecks claims flips
+the same way), retries transient failures with exponential backoff and jitter for the
+target's `retry_for`, and stops at once on a permanent one, keeping the channel's own words.
+A hung or dead target holds up only its own queue, never a check or another target.
+
+Delivery is at least once: a crash between the channel's answer and the row's update would
+send that one message again. Receivers that care get a stable id to dedupe on (webhook-id,
+the PagerDuty dedup_key, the email Message-ID).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Iterable
+
+import aiohttp
+
+from probe.core.units import now_ms
+from probe.notifiers import Message, NotifyError
+from probe.notify.limits import Backoff, RateLimiter
+from probe.storage import Delivery, NewDelivery
+
+log = logging.getLogger("probe.notify")
+
+
+def delivery(target_id: str, item) -> NewDelivery:
+    """A delivery of `item` (a channel Message, or a subscriber Parcel) to one target."""
+    return NewDelivery(target_id, item.key, item.to_json())
+
+
+class Outbox:
+    def __init__(self, store, backoff: Backoff = Backoff()) -> None:
+        self.store = store
+        self.backoff = backoff
+        self._workers: dict[str, asyncio.Task] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    # ---- queueing ---------------------------------------------------------------------
+
+    async def enqueue(self, deliveries: Iterable[NewDelivery], meta: dict[str, str] | None = None) -> int:
+        """Queue deliveries (with `meta` in the same transaction) and wake the workers; returns how
+        many were new (a key already queued for its target is queued once)."""
+        deliveries = list(deliveries)
+        if not deliveries and not meta:
+            return 0
+        added = await self.store.outbox_add(deliveries, meta)
+        self.wake_all()
+        return added
+
+    def wake(self, target_id: str) -> None:
+        if target_id in self._wakes:
+            self._wakes[target_id].set()
+
+    def wake_all(self) -> None:
+        for wake in self._wakes.values():
+            wake.set()
+
+    async def deliveries(self, notifier_id: str | None = None, limit: int = 100) -> list[dict]:
+        """The newest deliveries, as the admin API lists them."""
+        rows = await self.store.outbox_list(notifier_id, limit)
+        return [{"id": d.id, "notifier": d.notifier, "key": d.key, "state": d.state, "attempts": d.attempts,
+                 "created_ms": d.created_ms, "done_ms": d.done_ms, "answer": d.answer} for d in rows]
+
+    # ---- the workers ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        await self.stop_workers()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def start_workers(self, targets) -> None:
+        """One worker per target: a NotifierConfig, or anything shaped like one (`id`, `make()`)."""
+        for target in targets:
+            self._wakes[target.id] = asyncio.Event()
+            self._workers[target.id] = asyncio.create_task(self._worker(target), name=f"notify-{target.id}")
+
+    async def stop_workers(self) -> None:
+        await cancel(list(self._workers.values()))
+        self._workers = {}
+
+    async def _worker(self, target) -> None:
+        notifier, wake = target.make(), self._wakes[target.id]
+        limiter = RateLimiter(notifier.limits)
+        claim_failing = False
+        while True:
+            wake.clear()
+            try:
+                row = await self.store.outbox_next(target.id)
+            except Exception:
+                log.exception("reading the outbox failed notifier=%s", target.id)
+                await asyncio.sleep(1.0)
+                continue
+            if row is None:
+                await wake.wait()
+                continue
+            wait = max((row.next_ms - now_ms()) / 1000, limiter.wait_s(time.monotonic()))
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):  # wait_for can swallow stop()'s cancel (see cancel)
+                        await wake.wait()
+                continue
+            try:
+                claimed = await self._claim(row)
+            except Exception as exc:  # the database takes no writes (disk full): nothing sent, try later
+                if not claim_failing:
+                    log.warning("cannot claim a notification notifier=%s delivery=%d error=%s; will retry",
+                                target.id, row.id, exc)
+                claim_failing = True
+                await asyncio.sleep(1.0)
+                continue
+            claim_failing = False
+            if not claimed:
+                continue
+            limiter.record(time.monotonic())
+            decode = getattr(notifier, "decode", Message.from_json)  # subscriber targets keep their own rows
+            await self._attempt(notifier, row, decode(row.payload), row.attempts + 1)
+
+    async def _claim(self, row: Delivery) -> bool:
+        claimed = await self.store.outbox_claim(row.id, row.attempts)
+        if not claimed:
+            log.warning("outbox row changed since it was read delivery=%d attempts=%d", row.id, row.attempts)
+        return claimed
+
+    async def _attempt(self, notifier, row: Delivery, message, attempts: int) -> None:
+        try:
+            answer = await notifier.send(message, self._session)
+        except NotifyError as exc:
+            now = now_ms()
+            gave_up = exc.permanent or now - row.created_ms >= notifier.settings.retry_for * 1000
+            state = "failed" if gave_up else "pending"
+            next_ms = now + int(self.backoff.delay(attempts, exc.retry_after) * 1000)
+            log.warning("notification %s notifier=%s key=%s attempt=%d error=%s", "failed" if gave_up else
+                        "will be retried", notifier.id, message.key, attempts, exc.message)
+            await self._record(row.id, state, attempts, next_ms, exc.message, now if gave_up else None)
+            return
+        except Exception as exc:  # a bug in a channel must not lose the message: retry it
+            log.exception("notifier crashed notifier=%s key=%s", notifier.id, message.key)
+            await self._record(row.id, "pending", attempts,
+                               now_ms() + int(self.backoff.delay(attempts) * 1000), f"internal error: {exc}", None)
+            return
+        log.info("notification sent notifier=%s key=%s attempt=%d", notifier.id, message.key, attempts)
+        await self._record(row.id, "sent", attempts, now_ms(), answer, now_ms())
+
+    async def _record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,
+                      done_ms: int | None) -> None:
+        # The row must not stay pending after a send, or the worker would send it again: wait
+        # for the database (a full disk) as long as it takes, holding up only this target.
+        for failures in itertools.count():
+            try:
+                await self.store.outbox_record(delivery_id, state, attempts, next_ms, answer, done_ms)
+                return
+            except Exception as exc:
+                if failures == 0:
+                    log.warning("recording a delivery failed delivery=%d error=%s; retrying until it is written",
+                                delivery_id, exc)
+                await asyncio.sleep(min(16.0, 0.5 * 2 ** failures))
+
+
+async def cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel and wait, cancelling again while any task goes on: on Python 3.11 asyncio.wait_for
+    (which aiosmtplib uses) swallows a cancel that arrives as its wait ends, and a single
+    cancel would then leave stop() waiting forever for a worker back in its loop."""
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=1.0)
+        pending = list(still)
+    await asyncio.gather(*tasks, return_exceptions=True)

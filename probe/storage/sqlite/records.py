@@ -1,0 +1,137 @@
+"""The SQLite engine's small tables: meta, the notification outbox, page subscribers, maintenance
+scheduled through the admin API, and certificate notices. Each method is one transaction on
+the writer connection, in between the writer's batches."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from probe.core.models import MaintenanceWindow, Subscriber
+from probe.core.units import now_ms
+from probe.storage.interface import CertNotice, Delivery, NewDelivery
+
+_DELIVERY = "SELECT id, notifier, key, payload, state, attempts, next_ms, created_ms, done_ms, answer FROM deliveries"
+_SUBSCRIBER = "SELECT id, email, groups, requested_ms, confirmed_ms FROM subscribers"
+_ADD_DELIVERY = ("INSERT OR IGNORE INTO deliveries (notifier, key, payload, next_ms, created_ms)"
+                 " VALUES (?,?,?,?,?)")
+
+
+class Records:
+    """Mixed into SqliteStore: needs `write(statements)` and `fetchall(sql, params)`."""
+
+    # ---- meta
+    async def meta_get(self, key: str) -> str | None:
+        rows = await self.fetchall("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    async def meta_set(self, key: str, value: str) -> None:
+        await self.write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))])
+
+    async def meta_set_default(self, key: str, value: str) -> str:
+        await self.write([("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))])
+        return await self.meta_get(key)
+
+    # ---- outbox
+    async def outbox_add(self, deliveries: Iterable[NewDelivery], meta: dict[str, str] | None = None) -> int:
+        now = now_ms()
+        statements = [(_ADD_DELIVERY, (d.notifier, d.key, d.payload, now, now)) for d in deliveries]
+        statements += [("INSERT OR REPLACE INTO meta VALUES (?, ?)", item) for item in (meta or {}).items()]
+        if not statements:
+            return 0
+        counts = await self.write(statements)
+        return sum(counts[:len(counts) - len(meta or {})])
+
+    async def outbox_next(self, notifier: str) -> Delivery | None:
+        rows = await self.fetchall(f"{_DELIVERY} WHERE notifier=? AND state='pending' ORDER BY id LIMIT 1",
+                                   (notifier,))
+        return Delivery(*rows[0]) if rows else None
+
+    async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
+        (changed,) = await self.write([(
+            "UPDATE deliveries SET attempts=attempts+1 WHERE id=? AND state='pending' AND attempts=?",
+            (delivery_id, attempts))])
+        return changed == 1
+
+    async def outbox_record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,
+                            done_ms: int | None) -> None:
+        await self.write([("UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
+                           (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))])
+
+    async def outbox_list(self, notifier: str | None = None, limit: int = 100) -> list[Delivery]:
+        where, params = ("WHERE notifier=?", (notifier,)) if notifier else ("", ())
+        rows = await self.fetchall(f"{_DELIVERY} {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [Delivery(*row) for row in rows]
+
+    # ---- subscribers
+    async def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        return _one(await self.fetchall(f"{_SUBSCRIBER} WHERE id=?", (subscriber_id,)))
+
+    async def subscriber_by_email(self, email: str) -> Subscriber | None:
+        return _one(await self.fetchall(f"{_SUBSCRIBER} WHERE email=?", (email,)))
+
+    async def subscribers(self, confirmed_only: bool = False) -> list[Subscriber]:
+        where = " WHERE confirmed_ms IS NOT NULL" if confirmed_only else ""
+        return [_subscriber(r) for r in await self.fetchall(f"{_SUBSCRIBER}{where} ORDER BY id")]
+
+    async def subscriber_request(self, email: str, groups: tuple[str, ...], now: int) -> Subscriber:
+        await self.write([(
+            "INSERT INTO subscribers (email, groups, created_ms, requested_ms) VALUES (?,?,?,?)"
+            " ON CONFLICT (email) DO UPDATE SET groups=excluded.groups, requested_ms=excluded.requested_ms",
+            (email, _groups_json(groups), now, now))])
+        return await self.subscriber_by_email(email)
+
+    async def subscriber_confirm(self, subscriber_id: int, now: int) -> None:
+        await self.write([("UPDATE subscribers SET confirmed_ms=? WHERE id=? AND confirmed_ms IS NULL",
+                           (now, subscriber_id))])
+
+    async def subscriber_remove(self, subscriber_id: int, outbox_notifier: str, outbox_key_prefix: str) -> None:
+        await self.write([
+            ("DELETE FROM deliveries WHERE notifier=? AND state='pending' AND key LIKE ?",
+             (outbox_notifier, f"{outbox_key_prefix}%")),
+            ("DELETE FROM subscribers WHERE id=?", (subscriber_id,))])
+
+    async def subscribers_forget_unconfirmed(self, requested_before_ms: int) -> None:
+        await self.write([("DELETE FROM subscribers WHERE confirmed_ms IS NULL AND requested_ms < ?",
+                           (requested_before_ms,))])
+
+    # ---- maintenance scheduled through the admin API
+    async def maintenance_windows(self) -> list[MaintenanceWindow]:
+        rows = await self.fetchall("SELECT id, title, monitors, start_ms, end_ms, description FROM maintenance"
+                                   " WHERE cancelled_ms IS NULL OR end_ms > start_ms ORDER BY start_ms")
+        return [MaintenanceWindow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5]) for r in rows]
+
+    async def maintenance_add(self, window: MaintenanceWindow, author: str, now: int) -> None:
+        await self.write([(
+            "INSERT INTO maintenance (id, title, description, monitors, start_ms, end_ms, created_ms, author)"
+            " VALUES (?,?,?,?,?,?,?,?)", (window.id, window.title, window.description, " ".join(window.monitors),
+                                          window.start_ms, window.end_ms, now, author))])
+
+    async def maintenance_cancel(self, window_id: str, now: int, end_ms: int) -> None:
+        await self.write([("UPDATE maintenance SET cancelled_ms=?, end_ms=? WHERE id=?", (now, end_ms, window_id))])
+
+    # ---- certificate notices
+    async def cert_notice_lowest(self, monitor: str, expires_ts: int) -> int | None:
+        ((announced,),) = await self.fetchall(
+            "SELECT min(threshold) FROM cert_notices WHERE monitor=? AND expires_ts=?", (monitor, expires_ts))
+        return announced
+
+    async def cert_notice_add(self, notice: CertNotice, deliveries: Iterable[NewDelivery], now: int) -> None:
+        queued = now_ms()  # deliveries are due by the wall clock; `now` is the notices' clock
+        statements = [
+            ("INSERT OR IGNORE INTO cert_notices VALUES (?,?,?,?)",
+             (notice.monitor, notice.expires_ts, notice.threshold, now)),
+            ("DELETE FROM cert_notices WHERE expires_ts < ?", (now // 1000,)),  # expired: never notified again
+            *((_ADD_DELIVERY, (d.notifier, d.key, d.payload, queued, queued)) for d in deliveries)]
+        await self.write(statements)
+
+
+def _groups_json(groups) -> str:
+    return json.dumps(sorted(set(groups)), ensure_ascii=False)
+
+
+def _subscriber(row: tuple) -> Subscriber:
+    return Subscriber(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4])
+
+
+def _one(rows: list[tuple]) -> Subscriber | None:
+    return _subscriber(rows[0]) if rows else None

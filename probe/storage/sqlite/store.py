@@ -1,0 +1,340 @@
+"""The SQLite engine: one file, WAL, one writer connection and one reader connection.
+
+The writer (probe/storage/writer.py) commits batches on the writer connection; reads
+(reads.py) use the reader, which WAL lets run beside it; the small tables (records.py) are
+written on the writer between batches. The schema is migrations.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from probe.core import histogram
+from probe.core.calendar import Calendar
+from probe.core.models import IncidentEvent, ResultRecord, Status
+from probe.core.units import now_ms
+from probe.storage.interface import StoreError
+from probe.storage.rollcache import DAILY, HOURLY, RollupCache
+from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.sqlite.migrations import migrate
+from probe.storage.sqlite.reads import Reads, _chunks
+from probe.storage.sqlite.records import Records
+from probe.storage.writable import WriteState, problem_of
+from probe.storage.writer import Batch, BatchWriter
+
+log = logging.getLogger("probe.store")
+
+_UPSERT_ROLLUP = """
+INSERT INTO rollups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (monitor, res, start) DO UPDATE SET
+  n_up = n_up + excluded.n_up, n_degraded = n_degraded + excluded.n_degraded,
+  n_down = n_down + excluded.n_down, up_ms = up_ms + excluded.up_ms,
+  degraded_ms = degraded_ms + excluded.degraded_ms, down_ms = down_ms + excluded.down_ms,
+  maint_ms = maint_ms + excluded.maint_ms, maint_good_ms = maint_good_ms + excluded.maint_good_ms,
+  lat_n = lat_n + excluded.lat_n, lat_sum = lat_sum + excluded.lat_sum,
+  lat_min = min(coalesce(lat_min, excluded.lat_min), coalesce(excluded.lat_min, lat_min)),
+  lat_max = max(coalesce(lat_max, excluded.lat_max), coalesce(excluded.lat_max, lat_max)),
+  lat_hist = hist_merge(lat_hist, excluded.lat_hist)
+"""
+
+_UPSERT_INCIDENT = """
+INSERT INTO incidents (id, monitor, origin, title, impact, status, started_ms, resolved_ms, reason, updated_ms,
+                       affected, postmortem, postmortem_ms)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact, status = excluded.status,
+  resolved_ms = excluded.resolved_ms, reason = excluded.reason, updated_ms = excluded.updated_ms,
+  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms
+"""
+
+
+_REASON_CACHE = 50_000
+
+
+class SqliteStore(BatchWriter, Reads, Records):
+    WRITE_ERRORS = (sqlite3.Error, OSError)
+
+    def __init__(self, path: str | Path, calendar: Calendar | None = None, *,
+                 flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000) -> None:
+        self.path = Path(path)
+        self.calendar = calendar or Calendar("UTC")
+        self.sums = RollupCache(self.calendar)  # the page's rollup sums, kept exact by `_commit`
+        self.incidents_version = 0  # counts commits that changed incidents
+        self.writer: aiosqlite.Connection | None = None
+        self.reader: aiosqlite.Connection | None = None
+        self.monitor_ids: dict[str, int] = {}
+        self.monitor_keys: dict[int, str] = {}
+        self.rollups = Rollups(self.calendar)  # each monitor's newest result as submitted (ahead of the file)
+        self._write_lock = asyncio.Lock()
+        self._reasons: OrderedDict[str, int] = OrderedDict()
+        self._next_ids: dict[str, int] = {}
+        self._init_writer(WriteState(self.path), flush_interval, max_batch, max_pending)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    # ---- life cycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            await self._open()
+        except sqlite3.Error as exc:  # not a database, a directory, a full or read-only disk: say which
+            await self.close()
+            raise StoreError(f"{problem_of(exc)} ({exc})") from None
+
+    async def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = await self._connect()
+        await self._configure(self.writer)
+        await migrate(self.writer, self.path, StoreError)
+        self.reader = await self._connect()
+        await self._configure(self.reader)
+        await self.reader.execute("PRAGMA query_only = ON")
+        for table in ("incidents", "events", "reasons", "incident_updates"):
+            async with self.writer.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}") as cur:
+                self._next_ids[table] = (await cur.fetchone())[0]
+        await self._load_monitors()
+        await self._check_calendar()
+        self._start_writer()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = aiosqlite.connect(self.path)
+        try:
+            return await conn
+        except sqlite3.Error:
+            # aiosqlite stops its thread itself, but the thread still reports to this loop:
+            # wait for it, or it prints a traceback once the loop is closed.
+            thread = getattr(conn, "_thread", None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5.0)
+            raise
+
+    async def close(self) -> None:
+        await self._stop_writer()
+        for conn in (self.reader, self.writer):
+            if conn is not None:
+                await conn.close()
+        self.reader = self.writer = None
+
+    async def _configure(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a crash of the process loses nothing committed; only a power
+        # cut may lose the last transactions, never integrity.
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.create_function("hist_merge", 2, histogram.merge_encoded, deterministic=True)
+
+    async def _load_monitors(self) -> None:
+        async with self.writer.execute("SELECT id, key FROM monitors") as cur:
+            for mid, key in await cur.fetchall():
+                self.monitor_ids[key] = mid
+                self.monitor_keys[mid] = key
+
+    # ---- monitors ---------------------------------------------------------------------
+
+    async def sync_monitors(self, monitors: Iterable[Any], intervals: dict[str, float] | None = None) -> None:
+        """Make sure every configured monitor has a row; load its newest result."""
+        async with self._write_lock:
+            for m in monitors:
+                if m.id in self.monitor_ids:
+                    await self.writer.execute("UPDATE monitors SET name=?, type=?, grp=? WHERE id=?",
+                                              (m.display_name, m.type, m.group, self.monitor_ids[m.id]))
+                    continue
+                cur = await self.writer.execute(
+                    "INSERT INTO monitors (key, name, type, grp, created_ms) VALUES (?,?,?,?,?)",
+                    (m.id, m.display_name, m.type, m.group, now_ms()))
+                self.monitor_ids[m.id] = cur.lastrowid
+                self.monitor_keys[cur.lastrowid] = m.id
+            await self.writer.commit()
+        for m in monitors:
+            await self._load_last(self.monitor_ids[m.id], int(m.interval * 1000))
+
+    async def _load_last(self, mid: int, interval_ms: int) -> None:
+        last = self.rollups.last
+        if mid in last:
+            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms)
+        else:
+            async with self.writer.execute(
+                    "SELECT ts, status, flags FROM results WHERE monitor=? ORDER BY ts DESC LIMIT 1", (mid,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return
+            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms)
+        self.last_committed[mid] = last[mid]
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def allocate_id(self, table: str) -> int:
+        """Ids are handed out here, not by SQLite, so events can be built before they commit."""
+        value = self._next_ids[table]
+        self._next_ids[table] = value + 1
+        return value
+
+    async def _commit(self, rows: dict[str, list[tuple]]) -> None:
+        async with self._write_lock:
+            try:
+                if rows["reasons"]:
+                    await self.writer.executemany("INSERT OR IGNORE INTO reasons (id, text) VALUES (?,?)",
+                                                  rows["reasons"])
+                if rows["results"]:
+                    await self.writer.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?)",
+                                                  rows["results"])
+                if rows["rollups"]:
+                    await self.writer.executemany(_UPSERT_ROLLUP, rows["rollups"])
+                if rows["incidents"]:
+                    await self.writer.executemany(_UPSERT_INCIDENT, rows["incidents"])
+                if rows["updates"]:
+                    await self.writer.executemany(
+                        "INSERT INTO incident_updates (id, incident, status, body, kind, author, created_ms)"
+                        " VALUES (?,?,?,?,?,?,?)", rows["updates"])
+                if rows["events"]:
+                    await self.writer.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows["events"])
+                await self.writer.commit()
+                if rows["incidents"] or rows["updates"]:
+                    self.incidents_version += 1  # readers that keep incidents between renders re-read
+                if rows["rollups"]:  # under the lock: no cache load can fall between commit and apply
+                    self.sums.apply(rows["rollups"], self.calendar.day_start(now_ms()))
+            except BaseException:
+                await self.writer.rollback()
+                raise
+
+    async def _build_rows(self, batch: Batch) -> dict[str, list[tuple]]:
+        reason_ids, new_reasons = await self._intern_reasons(r.reason for r, _ in batch.results)
+        results, buckets = [], {}
+        for record, interval_ms in batch.results:
+            mid = self.monitor_ids.get(record.monitor_id)
+            if mid is None:
+                continue  # removed from the config while its check was running
+            results.append(_result_row(mid, record, reason_ids[record.reason]))
+            self.rollups.add(mid, record, interval_ms, buckets)
+            batch.last[mid] = self.rollups.last[mid]
+        rows = {"reasons": new_reasons, "results": results,
+                "rollups": [b.row(*key) for key, b in buckets.items()]}
+        rows.update(self._incident_rows(batch.events))
+        return rows
+
+    async def _intern_reasons(self, texts: Iterable[str]) -> tuple[dict[str, int], list[tuple[int, str]]]:
+        """Reason texts repeat endlessly ("HTTP 200"): store each once, refer to it by id."""
+        ids: dict[str, int] = {}
+        missing = set()
+        for text in texts:
+            if text in self._reasons:
+                self._reasons.move_to_end(text)
+                ids[text] = self._reasons[text]
+            else:
+                missing.add(text)
+        new = []
+        if missing:
+            known = {}
+            async with self._write_lock:
+                for chunk in _chunks(sorted(missing), 500):
+                    marks = ",".join("?" * len(chunk))
+                    async with self.writer.execute(f"SELECT text, id FROM reasons WHERE text IN ({marks})",
+                                                   chunk) as cur:
+                        known.update(await cur.fetchall())
+            for text in missing:
+                if text not in known:
+                    known[text] = self.allocate_id("reasons")
+                    new.append((known[text], text))
+                ids[text] = self._reasons[text] = known[text]
+            while len(self._reasons) > _REASON_CACHE:
+                self._reasons.popitem(last=False)
+        return ids, new
+
+
+    def _incident_rows(self, events: list[IncidentEvent]) -> dict[str, list[tuple]]:
+        incidents, updates, rows = {}, [], []
+        for event in events:
+            inc = event.incident
+            mid = self.monitor_ids.get(inc.monitor_id) if inc.monitor_id else None
+            incidents[inc.id] = (inc.id, mid, inc.origin, inc.title, inc.impact.value, inc.status,
+                                 inc.started_ms, inc.resolved_ms, inc.reason, event.at_ms,
+                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms)
+            rows.append((event.id, event.at_ms, event.kind.value, inc.id, mid, event.reason))
+            if event.kind.on_timeline:  # a postmortem or a retitle changes the incident row only
+                updates.append((self.allocate_id("incident_updates"), inc.id, inc.status, event.body,
+                                event.kind.value, event.author, event.at_ms))
+        return {"incidents": list(incidents.values()), "updates": updates, "events": rows}
+
+    # ---- the calendar (page time zone) ------------------------------------------------
+
+    async def _check_calendar(self) -> None:
+        """Daily rollups follow the page's time zone; if it changed, rebuild them from hourly."""
+        async with self.writer.execute("SELECT value FROM meta WHERE key='daily_tz'") as cur:
+            row = await cur.fetchone()
+        if row and row[0] == self.calendar.name:
+            return
+        if row:
+            log.info("page time zone changed from=%s to=%s: rebuilding daily rollups", row[0], self.calendar.name)
+            await self._rebuild_daily()
+        await self.writer.execute("INSERT OR REPLACE INTO meta VALUES ('daily_tz', ?)", (self.calendar.name,))
+        await self.writer.commit()
+
+    async def _rebuild_daily(self) -> None:
+        self.sums.clear()
+        await self.writer.execute("DELETE FROM rollups WHERE res = ?", (DAILY,))
+        async with self.writer.execute("SELECT * FROM rollups WHERE res = ? ORDER BY monitor, start",
+                                       (HOURLY,)) as cur:
+            daily: dict[tuple, Bucket] = {}
+            async for row in cur:
+                key = (row[0], DAILY, self.calendar.day_start(row[2]))
+                daily.setdefault(key, Bucket()).accumulate(row)
+        await self.writer.executemany(_UPSERT_ROLLUP, [b.row(*k) for k, b in daily.items()])
+
+    # ---- maintenance ------------------------------------------------------------------
+
+    async def prune(self, raw_retention_s: float, rollup_retention_s: float, now: int | None = None) -> int:
+        """Delete raw results and rollups past their retention, a monitor at a time."""
+        now = now or now_ms()
+        deleted = 0
+        for mid in list(self.monitor_keys):
+            async with self._write_lock:
+                cur = await self.writer.execute("DELETE FROM results WHERE monitor=? AND ts<?",
+                                                (mid, now - int(raw_retention_s * 1000)))
+                deleted += cur.rowcount
+                await self.writer.execute("DELETE FROM rollups WHERE monitor=? AND res IN (0,1) AND start<?",
+                                          (mid, now - int(rollup_retention_s * 1000)))
+                await self.writer.commit()
+                self.sums.forget_before(now - int(rollup_retention_s * 1000))
+            await asyncio.sleep(0)  # let the writer's batches in between monitors
+        # Finished notifications are kept as long as raw results; pending ones until sent.
+        await self.write([("DELETE FROM deliveries WHERE state != 'pending' AND done_ms < ?",
+                           (now - int(raw_retention_s * 1000),))])
+        log.info("pruned raw results deleted=%d", deleted)
+        return deleted
+
+    async def integrity_check(self) -> str:
+        async with self.reader.execute("PRAGMA integrity_check") as cur:
+            return (await cur.fetchone())[0]
+
+    async def write(self, statements: Iterable[tuple[str, tuple]]) -> list[int]:
+        """Run statements in one transaction on the writer, between result batches; returns
+        each statement's count of changed rows."""
+        counts = []
+        async with self._write_lock:
+            try:
+                for sql, params in statements:
+                    async with self.writer.execute(sql, params) as cur:
+                        counts.append(cur.rowcount)
+                await self.writer.commit()
+            except BaseException:
+                await self.writer.rollback()
+                raise
+        return counts
+
+
+def _result_row(mid: int, record: ResultRecord, reason_id: int) -> tuple:
+    latency = None if record.latency_ms is None else int(record.latency_ms * 1000)
+    details = None
+    if record.status is not Status.UP and record.details:
+        details = json.dumps(record.details, separators=(",", ":"), default=str)
+    flags = FLAG_MAINTENANCE if record.in_maintenance else 0
+    return (mid, record.ts_ms, record.late_ms, int(record.status), latency, flags, reason_id, details)

@@ -1,0 +1,306 @@
+"""The admin API: /api/v1/admin/..., for operators and the `probe incident` CLI.
+
+It exists only when `[server] admin_token` is set. The token is compared in constant
+time; a client that keeps failing is refused for a while (429) so the token cannot be
+guessed by brute force.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from datetime import datetime
+
+from aiohttp import web
+
+from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow
+from probe.core.units import iso_utc, now_ms, parse_duration
+from probe.core.window import SlidingWindow
+from probe.engine.operator import NewIncident, Operator, OperatorError
+from probe.view.public import whole_number
+
+FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
+OPERATOR = web.AppKey("operator", Operator)
+GUARD = web.AppKey("admin_guard", "TokenGuard")
+
+
+class TokenGuard:
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._failures = SlidingWindow(FAILURE_WINDOW_S)
+
+    def check(self, request: web.Request) -> None:
+        client = request.remote or "?"
+        recent = self._failures.recent(client)
+        if len(recent) >= FAILURES_ALLOWED:
+            retry = int(recent[0] + FAILURE_WINDOW_S - time.monotonic()) + 1
+            raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(retry)})
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
+            return
+        recent.append(time.monotonic())
+        raise _error(401, "a valid admin token is required", {"WWW-Authenticate": 'Bearer realm="probe admin"'})
+
+
+def add_routes(app: web.Application, probe) -> None:
+    token = probe.config.server.admin_token
+    if not token:
+        return  # no token, no admin surface at all
+    app[OPERATOR] = Operator(probe)
+    app[GUARD] = TokenGuard(token)
+    base = "/api/v1/admin"
+    app.router.add_get(f"{base}/incidents", _guarded(list_incidents))
+    app.router.add_post(f"{base}/incidents", _guarded(open_incident))
+    app.router.add_get(f"{base}/incidents/{{id}}", _guarded(get_incident))
+    app.router.add_patch(f"{base}/incidents/{{id}}", _guarded(edit_incident))
+    app.router.add_post(f"{base}/incidents/{{id}}/updates", _guarded(post_update))
+    app.router.add_put(f"{base}/incidents/{{id}}/postmortem", _guarded(publish_postmortem))
+    app.router.add_get(f"{base}/config", _guarded(config_status))
+    app.router.add_post(f"{base}/config/reload", _guarded(reload_config))
+    app.router.add_get(f"{base}/notifications", _guarded(list_notifications))
+    app.router.add_get(f"{base}/maintenance", _guarded(list_maintenance))
+    app.router.add_post(f"{base}/maintenance", _guarded(add_maintenance))
+    app.router.add_delete(f"{base}/maintenance/{{id}}", _guarded(cancel_maintenance))
+    app.router.add_get(f"{base}/subscribers", _guarded(list_subscribers))
+    app.router.add_delete(f"{base}/subscribers/{{id}}", _guarded(remove_subscriber))
+
+
+MAINTENANCE_SHOWN_MS = (7 * 86_400_000, 90 * 86_400_000)  # a week back, 90 days ahead
+
+
+async def list_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    probe, now = operator.probe, now_ms()
+    windows = probe.maintenance_between(now - MAINTENANCE_SHOWN_MS[0], now + MAINTENANCE_SHOWN_MS[1])
+    ad_hoc = {w.id for w in probe.scheduled}
+    return _json({"maintenance": [maintenance_json(w, now, w.id in ad_hoc) for w in windows]})
+
+
+async def add_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    """Schedule a window: title, monitors, start (ISO 8601 with offset; default now), and
+    duration ("2h") or end, optional description."""
+    body = await _body(request, {"title": str, "monitors": list, "start": str, "end": str, "duration": str,
+                                 "description": str}, required=("title", "monitors"))
+    probe, now = operator.probe, now_ms()
+    unknown = [m for m in body["monitors"] if not isinstance(m, str) or probe.config.monitor(m) is None]
+    if unknown or not body["monitors"]:
+        raise OperatorError(f"monitors must name configured monitors (unknown: {', '.join(map(str, unknown)) or 'none given'})")
+    if not body["title"].strip():
+        raise OperatorError("title must not be empty")
+    start = _instant(body["start"], "start") if "start" in body else now
+    if ("duration" in body) == ("end" in body):
+        raise OperatorError("give either duration or end")
+    if "end" in body:
+        end = _instant(body["end"], "end")
+    else:
+        try:
+            end = start + int(parse_duration(body["duration"]) * 1000)
+        except ValueError as exc:
+            raise OperatorError(f"duration: {exc}") from None
+    if end <= start or end <= now:
+        raise OperatorError("the window must end after it starts, and in the future")
+    window = MaintenanceWindow(f"op-{now}", body["title"].strip(), tuple(body["monitors"]), start, end,
+                               body.get("description", ""))
+    await probe.schedule_maintenance(window, _author(request))
+    return _json(maintenance_json(window, now, True), 201)
+
+
+async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    probe, now = operator.probe, now_ms()
+    window_id = request.match_info["id"]
+    window = next((w for w in probe.scheduled if w.id == window_id), None)
+    if window is None:
+        if any(c.id == window_id.split("@")[0] for c in probe.config.maintenance):
+            raise OperatorError("this window is defined in the config file: edit the file to change it", 409)
+        raise OperatorError("maintenance window not found", 404)
+    if window.end_ms <= now:
+        raise OperatorError("this window is already over", 409)
+    ended = await probe.cancel_maintenance(window, now)
+    return _json({"cancelled": window_id, "ended_early": ended is not None})
+
+
+def maintenance_json(window: MaintenanceWindow, now: int, ad_hoc: bool) -> dict:
+    return {"id": window.id, "title": window.title, "description": window.description,
+            "monitors": list(window.monitors), "starts_at": iso_utc(window.start_ms), "ends_at": iso_utc(window.end_ms),
+            "status": window.status(now), "source": "admin" if ad_hoc else "config"}
+
+
+def _instant(text: str, name: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise OperatorError(f"{name} must be ISO 8601, e.g. 2026-12-01T02:00:00+01:00") from None
+    if moment.tzinfo is None:
+        raise OperatorError(f"{name} needs a UTC offset, e.g. 2026-12-01T02:00:00+01:00")
+    return int(moment.timestamp() * 1000)
+
+
+async def config_status(request: web.Request, operator: Operator) -> web.Response:
+    return web.json_response(_watcher(operator).status())
+
+
+async def reload_config(request: web.Request, operator: Operator) -> web.Response:
+    """Reload now (as SIGHUP does); 422 with the problems when the file is rejected."""
+    watcher = _watcher(operator)
+    applied = await watcher.reload("admin API")
+    return web.json_response({"applied": applied, **watcher.status()}, status=200 if applied else 422)
+
+
+def _watcher(operator: Operator):
+    if operator.probe.watcher is None:
+        raise OperatorError("this process was not started from a config file", 409)
+    return operator.probe.watcher
+
+
+async def list_notifications(request: web.Request, operator: Operator) -> web.Response:
+    """The outbox, newest first: what was sent, what waits, what failed and the channel's words."""
+    notifier = request.query.get("notifier") or None
+    limit = _int_query(request, "limit", 100, 1, 1000)
+    return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit)})
+
+
+async def list_subscribers(request: web.Request, operator: Operator) -> web.Response:
+    """Email subscribers (pending and confirmed) and the config's webhook subscribers."""
+    subscriptions = operator.probe.notify.subscribers
+    rows = await subscriptions.everyone()
+    return _json({"subscribers": [{"id": s.id, "email": s.email, "groups": list(s.groups),
+                                   "confirmed": s.confirmed_ms is not None, "requested_at": iso_utc(s.requested_ms),
+                                   "confirmed_at": iso_utc(s.confirmed_ms)} for s in rows],
+                  "webhooks": [h.id for h in subscriptions.config.webhooks]})
+
+
+async def remove_subscriber(request: web.Request, operator: Operator) -> web.Response:
+    """Remove an address (a request by mail, a bounce): as if it had unsubscribed."""
+    subscriptions = operator.probe.notify.subscribers
+    subscriber = await subscriptions.subscriber(_incident_id(request, "subscriber not found"))
+    if subscriber is None:
+        raise OperatorError("subscriber not found", 404)
+    await subscriptions.remove(subscriber)
+    return _json({"removed": subscriber.id})
+
+
+def _guarded(handler):
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            request.app[GUARD].check(request)
+            store = request.app[OPERATOR].probe.store
+            if not store.healthy:  # an action would wait on the disk; say why at once instead
+                raise OperatorError(f"the database takes no writes: {store.last_error}", 503)
+            return await handler(request, request.app[OPERATOR])
+        except OperatorError as exc:
+            raise _error(exc.status, exc.message) from None
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+async def list_incidents(request: web.Request, operator: Operator) -> web.Response:
+    store = operator.probe.store
+    await store.flush()
+    if request.query.get("open") in ("1", "true"):
+        incidents = await store.open_incidents()
+    else:
+        incidents = await store.incidents(limit=_int_query(request, "limit", 50, 1, 500))
+    updates = await store.incident_updates([i.id for i in incidents])
+    return _json({"incidents": [incident_json(i, updates[i.id]) for i in incidents]})
+
+
+async def get_incident(request: web.Request, operator: Operator) -> web.Response:
+    incident = await operator._current(_incident_id(request))
+    updates = await operator.probe.store.incident_updates([incident.id])
+    return _json(incident_json(incident, updates[incident.id]))
+
+
+async def open_incident(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"title": str, "impact": str, "monitors": list, "status": str, "body": str})
+    if not all(isinstance(m, str) for m in body.get("monitors", [])):
+        raise OperatorError("monitors must be a list of monitor ids")
+    body["monitors"] = tuple(body.get("monitors", ()))
+    incident = await operator.open(NewIncident(**body), author=_author(request))
+    return await _answer(operator, incident, 201)
+
+
+async def post_update(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"status": str, "body": str}, required=("status",))
+    incident = await operator.update(_incident_id(request), body["status"], body.get("body"), _author(request))
+    return await _answer(operator, incident, 201)
+
+
+async def edit_incident(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"title": str, "impact": str})
+    incident = await operator.edit(_incident_id(request), body.get("title"), body.get("impact"), _author(request))
+    return await _answer(operator, incident)
+
+
+async def publish_postmortem(request: web.Request, operator: Operator) -> web.Response:
+    body = await _body(request, {"body": str}, required=("body",))
+    incident = await operator.postmortem(_incident_id(request), body["body"], _author(request))
+    return await _answer(operator, incident)
+
+
+async def _answer(operator: Operator, incident: Incident, status: int = 200) -> web.Response:
+    updates = await operator.probe.store.incident_updates([incident.id])
+    return _json(incident_json(incident, updates[incident.id]), status)
+
+
+def incident_json(incident: Incident, updates: list[IncidentUpdate]) -> dict:
+    return {
+        "id": incident.id, "title": incident.title, "origin": incident.origin,
+        "impact": incident.impact.value, "status": incident.status,
+        "monitors": list(incident.monitor_ids), "reason": incident.reason,
+        "started_at": iso_utc(incident.started_ms), "resolved_at": iso_utc(incident.resolved_ms),
+        "postmortem": incident.postmortem or None, "postmortem_at": iso_utc(incident.postmortem_ms),
+        "updates": [{"id": u.id, "status": u.status, "body": u.body, "kind": u.kind, "author": u.author,
+                     "created_at": iso_utc(u.created_ms)} for u in updates],
+    }
+
+
+async def _body(request: web.Request, fields: dict[str, type], required: tuple[str, ...] = ()) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise OperatorError("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise OperatorError("the request body must be a JSON object")
+    for key, value in body.items():
+        if key not in fields:
+            raise OperatorError(f"unknown field {key!r} (expected {', '.join(fields)})")
+        if not isinstance(value, fields[key]):
+            raise OperatorError(f"{key} must be a {fields[key].__name__}")
+    for key in required:
+        if key not in body:
+            raise OperatorError(f"{key} is required")
+    return body
+
+
+def _incident_id(request: web.Request, missing: str = "incident not found") -> int:
+    number = whole_number(request.match_info["id"], 18)
+    if number is None:
+        raise OperatorError(missing, 404)
+    return number
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    number = whole_number(raw)
+    if number is None or not low <= number <= high:
+        raise OperatorError(f"{name} must be a whole number from {low} to {high}")
+    return number
+
+
+def _author(request: web.Request) -> str:
+    return request.headers.get("X-Probe-Author", "operator")[:80] or "operator"
+
+
+def _json(data: dict, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+_ERRORS = {cls.status_code: cls for cls in (web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPNotFound,
+                                            web.HTTPConflict, web.HTTPTooManyRequests, web.HTTPServiceUnavailable)}
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.HTTPException:
+    """The one JSON error shape of every API route: {"error": ..., "status": ...}."""
+    return _ERRORS[status](text=json.dumps({"error": message, "status": status}),
+                           content_type="application/json", headers=headers)

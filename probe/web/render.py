@@ -1,0 +1,128 @@
+"""The jinja2 environment, page text per language, and the small SVG and text helpers."""
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from probe.core.texts import default_body
+from probe.core.units import iso_utc
+from probe.view.words import texts
+
+HERE = Path(__file__).parent
+ICONS = {"up": "✓", "degraded": "!", "down": "✕", "maintenance": "⚒", "unknown": "?"}
+OVERALL_ICON = {"operational": "up", "degraded": "degraded", "partial_outage": "down",
+                "major_outage": "down", "maintenance": "maintenance"}
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             enable_async=False, trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(icons=ICONS, iso=iso_utc, sparkline=sparkline, chart=chart, markdown=markdown)
+    return env
+
+
+def page_globals(config, language: str) -> dict:
+    t = texts(language)
+    tz = config.page.tz
+
+    def when(ms: int | None) -> str:
+        return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M %Z") if ms else ""
+
+    def cells_html(cells) -> str:
+        return "".join(_cell_html(language, c.day, c.level, c.label, c.availability is not None,
+                                  c.down_minutes, c.degraded_minutes, tuple(c.incidents)) for c in cells)
+
+    def bar(monitor) -> Markup:
+        """The 90 cells; the days before today come as one memoised string (see PastDays)."""
+        past = monitor.past
+        if past is None:
+            return Markup(cells_html(monitor.days))
+        if language not in past.html:
+            past.html[language] = cells_html(past.cells)
+        return Markup(past.html[language] + cells_html(monitor.days[len(past.cells):]))
+
+    # The status_badge macro's output, made once: a jinja macro call per monitor costs more than the rest of its row.
+    badges = {status: Markup(f'<span class="status s-{status}"><span class="icon" aria-hidden="true">{icon}</span> '
+                             f'{escape(t["status." + status])}</span>') for status, icon in ICONS.items()}
+    return {"t": t, "page": config.page, "when": when, "bar": bar, "badges": badges,
+            "default_body": lambda status: default_body(status, language),
+            "maintenance_mode": config.stats.maintenance}
+
+
+@functools.lru_cache(maxsize=65_536)
+def _cell_html(language: str, day, level: str, label: str, has_data: bool, down_minutes: int,
+               degraded_minutes: int, incidents: tuple[str, ...]) -> str:
+    """One day of the uptime bar. Past days repeat render after render, so they are made
+    once: 100 monitors x 90 days would otherwise dominate the cost of a cold page."""
+    t = texts(language)
+    lines = [day.isoformat(), label or t["no_data"]]
+    if has_data:
+        lines.append(t["down_minutes"].format(n=down_minutes) if down_minutes else t["no_downtime"])
+        if degraded_minutes:
+            lines.append(t["degraded_minutes"].format(n=degraded_minutes))
+    if incidents:
+        lines.append(f"{t['incidents_that_day']}: " + "; ".join(incidents))
+    return f'<li class="cell l-{level}" tabindex="0" title="{escape(chr(10).join(lines))}"></li>'
+
+
+def sparkline(values: list[float | None], width: int = 120, height: int = 24) -> Markup:
+    return _sparkline(tuple(values), width, height)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _sparkline(values: tuple[float | None, ...], width: int, height: int) -> Markup:
+    """Memoised: a quiet monitor's last 24 hours are the same from one render to the next."""
+    points = _points(values, width, height)
+    if not points:
+        return Markup('<span class="muted">–</span>')
+    return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="response time">'
+                  f'<polyline points="{points}"/></svg>')
+
+
+def chart(series: list[tuple[int, list[float | None]]], width: int = 720, height: int = 140) -> Markup:
+    """p50 and p95 lines, one point per bucket, both on the p95 scale."""
+    p50 = [values[0] for _, values in series]
+    p95 = [values[1] for _, values in series]
+    top = max([v for v in p95 if v is not None] or [0])
+    if not top:
+        return Markup('<p class="muted">–</p>')
+    lines = "".join(f'<polyline class="{name}" points="{_points(values, width, height, top)}"/>'
+                    for name, values in (("p50", p50), ("p95", p95)))
+    label = escape(f"p95 max {top:.0f} ms")
+    return Markup(f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
+                  f'aria-label="{label}">{lines}</svg>')
+
+
+def _points(values: list[float | None], width: int, height: int, top: float | None = None) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    top = top or max(known) or 1
+    step = width / max(1, len(values) - 1)
+    return " ".join(f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}"
+                    for i, v in enumerate(values) if v is not None)
+
+
+def markdown(text: str) -> Markup:
+    """A safe subset of markdown for postmortems: headings, lists, paragraphs. All text escaped."""
+    html, items = [], []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if not lines:
+            continue
+        if all(line.lstrip().startswith(("- ", "* ")) for line in lines):
+            items = "".join(f"<li>{escape(line.lstrip()[2:])}</li>" for line in lines)
+            html.append(f"<ul>{items}</ul>")
+            continue
+        for line in lines:
+            level = len(line) - len(line.lstrip("#"))
+            if 1 <= level <= 4 and line[level:level + 1] == " ":
+                html.append(f"<h{level + 2}>{escape(line[level + 1:])}</h{level + 2}>")
+                lines = [x for x in lines if x != line]
+        if lines:
+            html.append("<p>" + "<br>".join(str(escape(line)) for line in lines) + "</p>")
+    return Markup("".join(html))
