@@ -40,7 +40,7 @@ class Monitor:
 class Probe:
     def __init__(self, config: Config, *, flush_interval: float = 0.2) -> None:
         self.config = config
-        self.store = open_storage(config.database_path, Calendar(config.page.tz), flush_interval=flush_interval)
+        self.store = open_storage(config.storage_target, Calendar(config.page.tz), flush_interval=flush_interval)
         self.engine = IncidentEngine(self.store)
         self.bus = EventBus()
         self.stats = Stats(self.store)

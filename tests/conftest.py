@@ -10,8 +10,12 @@ import trustme
 
 import probe.checks.tcp
 from probe.config.loader import load_config
+from probe.config.storage import parse_storage_url
 from probe.core.calendar import Calendar
+from probe.storage import open_storage
 from probe.storage.sqlite import SqliteStore
+from tests.peers.postgres import PostgresServer
+from tests.peers.postgres import binaries as postgres_binaries
 
 
 @pytest.fixture
@@ -38,9 +42,45 @@ def load_monitor(tmp_path):
     return load
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL server for the whole session (tests/peers/postgres.py)."""
+    bin_dir = postgres_binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        pytest.skip("asyncpg is not installed (pip install -e '.[test]')")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """Run the test once per storage engine."""
+    return request.param
+
+
 @pytest.fixture
-async def store(tmp_path):
-    s = SqliteStore(tmp_path / "probe.db", Calendar("UTC"), flush_interval=0.01)
+def storage_toml(engine, request) -> str:
+    """The [storage] section for the test's engine: a file in the config's folder, or a fresh database."""
+    if engine == "postgresql":
+        return f'[storage]\nurl = "{request.getfixturevalue("postgres").create_database()}"\n'
+    return '[storage]\npath = "probe.db"\n'
+
+
+@pytest.fixture
+async def store(engine, tmp_path, request):
+    if engine == "postgresql":
+        url = request.getfixturevalue("postgres").create_database()
+        s = open_storage(parse_storage_url(url, tmp_path), Calendar("UTC"), flush_interval=0.01)
+    else:
+        s = SqliteStore(tmp_path / "probe.db", Calendar("UTC"), flush_interval=0.01)
     await s.open()
     yield s
     await s.close()

@@ -22,8 +22,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.peers.receiver import Receiver
 from tests.cli.test_main import free_port
+from tests.peers.receiver import Receiver
 
 ROUNDS = int(os.environ.get("PROBE_CRASH_ROUNDS", "10"))
 SEED = int(os.environ.get("PROBE_CRASH_SEED", "20261203"))

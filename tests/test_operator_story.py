@@ -13,10 +13,10 @@ import aiohttp
 import feedparser
 from aiosmtpd.controller import Controller
 
-from tests.notifiers.test_email import Inbox
-from tests.peers.receiver import Receiver
 from tests.cli.test_admin import run_incident_from_the_cli
 from tests.cli.test_main import free_port
+from tests.notifiers.test_email import Inbox
+from tests.peers.receiver import Receiver
 from tests.test_crash import start_probe
 
 TOKEN = "story-admin-token"

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import time
 
@@ -160,7 +159,6 @@ async def _serve(config: Config, config_path: str) -> int:
     from probe.core import memory
     from probe.service import Probe
     from probe.storage import StoreError
-    from probe.storage.writable import problem_of
     from probe.web.app import create_app
 
     log = logging.getLogger("probe")
@@ -171,12 +169,12 @@ async def _serve(config: Config, config_path: str) -> int:
     try:
         await runner.setup()  # starts the probe: opens the database, schedules the checks
     except (StoreError, OSError) as exc:
-        print(f"probe: cannot open the database {config.database_path}: {exc}", file=sys.stderr)
+        print(f"probe: cannot open the database {probe.store.describe()}: {exc}", file=sys.stderr)
         return EXIT_DOWN
-    except sqlite3.Error as exc:  # opened, but the first writes failed (a full or read-only disk)
+    except probe.store.WRITE_ERRORS as exc:  # opened, but the first writes failed (a full or read-only disk)
         await probe.store.close()
-        print(f"probe: cannot write the database {config.database_path}: {problem_of(exc)} ({exc})",
-              file=sys.stderr)
+        print(f"probe: cannot write the database {probe.store.describe()}: "
+              f"{probe.store.write_state.describe(exc)} ({exc})", file=sys.stderr)
         return EXIT_DOWN
     site = web.TCPSite(runner, config.server.host, config.server.port)
     try:

@@ -28,6 +28,7 @@ from probe.config.schema import (
     show,
     unknown_key_message,
 )
+from probe.config.storage import StorageConfig, StorageTarget
 from probe.config.subscribers import SubscribersConfig, parse_subscribers
 from probe.core.units import format_duration
 from probe.notifiers import parse_notifiers
@@ -62,17 +63,6 @@ class ServerConfig:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             yield "listen", f'must be "host:port", e.g. "127.0.0.1:8080" (got {show(self.listen)})'
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    path: str = "probe.db"
-    raw_retention: Duration = 30 * DAY
-    rollup_retention: Duration = 400 * DAY
-
-    def problems(self):
-        yield from at_least("raw_retention", self.raw_retention, 2 * DAY, duration=True)
-        yield from at_least("rollup_retention", self.rollup_retention, 400 * DAY, duration=True)
 
 
 @dataclass(frozen=True)
@@ -174,9 +164,13 @@ class Config:
 
     @property
     def database_path(self) -> Path:
+        """SQLite's file (the default engine): relative paths are relative to the config file."""
+        return self.storage_target.path
+
+    @property
+    def storage_target(self) -> StorageTarget:
         # Relative paths are relative to the config file, not to wherever probe was started.
-        path = Path(os.path.expanduser(self.storage.path))
-        return path if path.is_absolute() else self.path.parent / path
+        return self.storage.target(self.path.parent)
 
     def monitor(self, monitor_id: str) -> MonitorConfig | None:
         return next((m for m in self.monitors if m.id == monitor_id), None)

@@ -1,4 +1,5 @@
-"""Whether the database takes writes, in words an operator understands.
+"""Whether the database takes writes, in words an operator understands (SQLite's here; the
+PostgreSQL engine brings its own, probe/storage/postgres/problems.py).
 
 The store's writer reports every commit here. A failure names the problem ("database
 full", "read-only", ...) and the file; the state is logged once when it changes, not
@@ -9,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +40,8 @@ def problem_of(exc: BaseException) -> str:
 
 @dataclass
 class WriteState:
-    path: Path
+    path: Path | str  # where the data is: a file, or a server's URL without its password
+    describe: Callable[[BaseException], str] = problem_of  # the engine's words for an error
     problem: str | None = None  # None while writes succeed
     error: str = ""  # SQLite's (or the OS's) own words
     since_ms: int | None = None
@@ -56,7 +59,7 @@ class WriteState:
 
     def failed(self, exc: BaseException, pending: int, bound: int) -> float:
         """Record a failed commit; log only if the problem is new. Returns seconds until the retry."""
-        problem, error = problem_of(exc), str(exc)
+        problem, error = self.describe(exc), str(exc)
         if problem != self.problem:
             log.error("database not writable path=%s problem=%r error=%r: keeping up to %d results in memory"
                       " (%d now) and retrying by itself", self.path, problem, error, bound, pending)

@@ -50,6 +50,7 @@ class BatchWriter:
         self._queue = Batch()
         self._queued = 0
         self._failed: Batch | None = None
+        self._committing: Batch | None = None  # taken from the queue, not yet in the database
         self._wakeup = asyncio.Event()  # commit now (an event, a full batch, a flush)
         self._pending = asyncio.Event()  # something is queued: the batch timer runs
         self._task: asyncio.Task | None = None
@@ -103,7 +104,8 @@ class BatchWriter:
     @property
     def pending_results(self) -> int:
         """Results submitted but not yet in the database (the batch being retried included)."""
-        return self._queued + (len(self._failed.results) if self._failed else 0)
+        taken = self._failed or self._committing
+        return self._queued + (len(taken.results) if taken else 0)
 
     async def _run_writer(self) -> None:
         while True:
@@ -134,6 +136,7 @@ class BatchWriter:
         return batch
 
     async def _commit_with_retry(self, batch: Batch) -> None:
+        self._committing = batch
         try:
             if batch.rows is None:
                 batch.rows = await self._build_rows(batch)
@@ -141,12 +144,12 @@ class BatchWriter:
         except self.WRITE_ERRORS as exc:
             # Disk full, read-only, I/O error: keep the batch and try again by itself, so
             # writing resumes without a restart once the operator frees space.
-            self._failed = batch
+            self._failed, self._committing = batch, None
             pause = self.write_state.failed(exc, self.pending_results, self.max_pending)
             self.healthy, self.last_error = False, self.write_state.message
             await asyncio.sleep(pause)
             return
-        self._failed = None
+        self._failed = self._committing = None
         self.write_state.succeeded(len(batch.results) + self._queued, self.dropped_results)
         self.healthy, self.last_error, self.last_commit_ms = True, None, now_ms()
         self.last_committed.update(batch.last)
@@ -165,9 +168,3 @@ class BatchWriter:
         for waiter in batch.waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-    async def _build_rows(self, batch: Batch) -> object:
-        raise NotImplementedError
-
-    async def _commit(self, rows) -> None:
-        raise NotImplementedError

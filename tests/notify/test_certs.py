@@ -14,8 +14,8 @@ from probe.config.loader import load_config
 from probe.notifiers.text import headline, render
 from probe.notify.certs import DAY_S, crossed, due
 from probe.service import Probe
-from tests.peers.receiver import Receiver
 from tests.notify.test_dispatcher import started
+from tests.peers.receiver import Receiver
 
 # --- the threshold rules ------------------------------------------------------------------
 

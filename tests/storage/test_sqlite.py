@@ -1,3 +1,5 @@
+import pytest
+
 """The store against a real SQLite file: what is written, what survives, what is read back."""
 import sqlite3
 
@@ -6,6 +8,11 @@ from probe.core.models import EventKind, ResultRecord, Status
 from probe.engine.incidents import IncidentEngine
 from probe.storage.sqlite import MIGRATIONS, SqliteStore
 from tests.view.test_stats import D0, MIN, _Monitor, feed
+
+
+@pytest.fixture
+def engine() -> str:
+    return "sqlite"  # these tests are about the SQLite file itself
 
 
 class Settings:

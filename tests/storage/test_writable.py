@@ -20,10 +20,15 @@ from probe.service import Probe
 from probe.storage.sqlite import SqliteStore
 from probe.storage.writable import problem_of
 from probe.web.app import create_app
-from tests.test_service import Target
-from tests.storage.test_sqlite import D0, _Monitor, record
 from tests.cli.test_main import free_port, probe_cli
+from tests.storage.test_sqlite import D0, _Monitor, record
 from tests.test_crash import start_probe
+from tests.test_service import Target
+
+
+@pytest.fixture
+def engine() -> str:
+    return "sqlite"  # these tests are about the SQLite file itself
 
 
 async def fill_the_disk(store: SqliteStore) -> None:

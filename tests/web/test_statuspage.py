@@ -101,8 +101,7 @@ async def test_a_statuspage_client_reads_the_page(site):
 
 
 async def test_a_window_that_ended_is_verifying_until_its_monitors_check_up_again(write_config):
-    from probe.core.models import MaintenanceWindow
-    from probe.core.models import ResultRecord, Status
+    from probe.core.models import MaintenanceWindow, ResultRecord, Status
     from probe.core.units import now_ms
     from probe.web.page import CACHE
     from tests.web.test_subscribe import open_site

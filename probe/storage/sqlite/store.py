@@ -7,7 +7,6 @@ written on the writer between batches. The schema is migrations.py.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections import OrderedDict
@@ -19,16 +18,17 @@ import aiosqlite
 
 from probe.core import histogram
 from probe.core.calendar import Calendar
-from probe.core.models import IncidentEvent, ResultRecord, Status
+from probe.core.models import Status
 from probe.core.units import now_ms
 from probe.storage.interface import StoreError
+from probe.storage.reads import Reads
+from probe.storage.records import Records
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
 from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.rows import RowBuilder
 from probe.storage.sqlite.migrations import migrate
-from probe.storage.sqlite.reads import Reads, _chunks
-from probe.storage.sqlite.records import Records
 from probe.storage.writable import WriteState, problem_of
-from probe.storage.writer import Batch, BatchWriter
+from probe.storage.writer import BatchWriter
 
 log = logging.getLogger("probe.store")
 
@@ -55,10 +55,7 @@ ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact,
 """
 
 
-_REASON_CACHE = 50_000
-
-
-class SqliteStore(BatchWriter, Reads, Records):
+class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
     WRITE_ERRORS = (sqlite3.Error, OSError)
 
     def __init__(self, path: str | Path, calendar: Calendar | None = None, *,
@@ -172,12 +169,6 @@ class SqliteStore(BatchWriter, Reads, Records):
 
     # ---- writing ----------------------------------------------------------------------
 
-    def allocate_id(self, table: str) -> int:
-        """Ids are handed out here, not by SQLite, so events can be built before they commit."""
-        value = self._next_ids[table]
-        self._next_ids[table] = value + 1
-        return value
-
     async def _commit(self, rows: dict[str, list[tuple]]) -> None:
         async with self._write_lock:
             try:
@@ -205,64 +196,6 @@ class SqliteStore(BatchWriter, Reads, Records):
             except BaseException:
                 await self.writer.rollback()
                 raise
-
-    async def _build_rows(self, batch: Batch) -> dict[str, list[tuple]]:
-        reason_ids, new_reasons = await self._intern_reasons(r.reason for r, _ in batch.results)
-        results, buckets = [], {}
-        for record, interval_ms in batch.results:
-            mid = self.monitor_ids.get(record.monitor_id)
-            if mid is None:
-                continue  # removed from the config while its check was running
-            results.append(_result_row(mid, record, reason_ids[record.reason]))
-            self.rollups.add(mid, record, interval_ms, buckets)
-            batch.last[mid] = self.rollups.last[mid]
-        rows = {"reasons": new_reasons, "results": results,
-                "rollups": [b.row(*key) for key, b in buckets.items()]}
-        rows.update(self._incident_rows(batch.events))
-        return rows
-
-    async def _intern_reasons(self, texts: Iterable[str]) -> tuple[dict[str, int], list[tuple[int, str]]]:
-        """Reason texts repeat endlessly ("HTTP 200"): store each once, refer to it by id."""
-        ids: dict[str, int] = {}
-        missing = set()
-        for text in texts:
-            if text in self._reasons:
-                self._reasons.move_to_end(text)
-                ids[text] = self._reasons[text]
-            else:
-                missing.add(text)
-        new = []
-        if missing:
-            known = {}
-            async with self._write_lock:
-                for chunk in _chunks(sorted(missing), 500):
-                    marks = ",".join("?" * len(chunk))
-                    async with self.writer.execute(f"SELECT text, id FROM reasons WHERE text IN ({marks})",
-                                                   chunk) as cur:
-                        known.update(await cur.fetchall())
-            for text in missing:
-                if text not in known:
-                    known[text] = self.allocate_id("reasons")
-                    new.append((known[text], text))
-                ids[text] = self._reasons[text] = known[text]
-            while len(self._reasons) > _REASON_CACHE:
-                self._reasons.popitem(last=False)
-        return ids, new
-
-
-    def _incident_rows(self, events: list[IncidentEvent]) -> dict[str, list[tuple]]:
-        incidents, updates, rows = {}, [], []
-        for event in events:
-            inc = event.incident
-            mid = self.monitor_ids.get(inc.monitor_id) if inc.monitor_id else None
-            incidents[inc.id] = (inc.id, mid, inc.origin, inc.title, inc.impact.value, inc.status,
-                                 inc.started_ms, inc.resolved_ms, inc.reason, event.at_ms,
-                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms)
-            rows.append((event.id, event.at_ms, event.kind.value, inc.id, mid, event.reason))
-            if event.kind.on_timeline:  # a postmortem or a retitle changes the incident row only
-                updates.append((self.allocate_id("incident_updates"), inc.id, inc.status, event.body,
-                                event.kind.value, event.author, event.at_ms))
-        return {"incidents": list(incidents.values()), "updates": updates, "events": rows}
 
     # ---- the calendar (page time zone) ------------------------------------------------
 
@@ -315,6 +248,14 @@ class SqliteStore(BatchWriter, Reads, Records):
         async with self.reader.execute("PRAGMA integrity_check") as cur:
             return (await cur.fetchone())[0]
 
+    async def _writer_fetch(self, sql: str, params) -> list[tuple]:
+        async with self.writer.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        async with self.reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
     async def write(self, statements: Iterable[tuple[str, tuple]]) -> list[int]:
         """Run statements in one transaction on the writer, between result batches; returns
         each statement's count of changed rows."""
@@ -329,12 +270,3 @@ class SqliteStore(BatchWriter, Reads, Records):
                 await self.writer.rollback()
                 raise
         return counts
-
-
-def _result_row(mid: int, record: ResultRecord, reason_id: int) -> tuple:
-    latency = None if record.latency_ms is None else int(record.latency_ms * 1000)
-    details = None
-    if record.status is not Status.UP and record.details:
-        details = json.dumps(record.details, separators=(",", ":"), default=str)
-    flags = FLAG_MAINTENANCE if record.in_maintenance else 0
-    return (mid, record.ts_ms, record.late_ms, int(record.status), latency, flags, reason_id, details)

@@ -1,6 +1,7 @@
-"""The SQLite engine's small tables: meta, the notification outbox, page subscribers, maintenance
-scheduled through the admin API, and certificate notices. Each method is one transaction on
-the writer connection, in between the writer's batches."""
+"""The small tables, the same SQL for every engine: meta, the notification outbox, page
+subscribers, maintenance scheduled through the admin API, and certificate notices. Each method
+is one transaction (the engine's `write(statements)`, which returns each statement's count of
+changed rows) in between the writer's batches."""
 from __future__ import annotations
 
 import json
@@ -12,12 +13,13 @@ from probe.storage.interface import CertNotice, Delivery, NewDelivery
 
 _DELIVERY = "SELECT id, notifier, key, payload, state, attempts, next_ms, created_ms, done_ms, answer FROM deliveries"
 _SUBSCRIBER = "SELECT id, email, groups, requested_ms, confirmed_ms FROM subscribers"
-_ADD_DELIVERY = ("INSERT OR IGNORE INTO deliveries (notifier, key, payload, next_ms, created_ms)"
-                 " VALUES (?,?,?,?,?)")
+_ADD_DELIVERY = ("INSERT INTO deliveries (notifier, key, payload, next_ms, created_ms)"
+                 " VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING")
+_SET_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
 class Records:
-    """Mixed into SqliteStore: needs `write(statements)` and `fetchall(sql, params)`."""
+    """Mixed into an engine's store: needs `write(statements)` and `fetchall(sql, params)`."""
 
     # ---- meta
     async def meta_get(self, key: str) -> str | None:
@@ -25,17 +27,17 @@ class Records:
         return rows[0][0] if rows else None
 
     async def meta_set(self, key: str, value: str) -> None:
-        await self.write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))])
+        await self.write([(_SET_META, (key, value))])
 
     async def meta_set_default(self, key: str, value: str) -> str:
-        await self.write([("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))])
+        await self.write([("INSERT INTO meta VALUES (?, ?) ON CONFLICT DO NOTHING", (key, value))])
         return await self.meta_get(key)
 
     # ---- outbox
     async def outbox_add(self, deliveries: Iterable[NewDelivery], meta: dict[str, str] | None = None) -> int:
         now = now_ms()
         statements = [(_ADD_DELIVERY, (d.notifier, d.key, d.payload, now, now)) for d in deliveries]
-        statements += [("INSERT OR REPLACE INTO meta VALUES (?, ?)", item) for item in (meta or {}).items()]
+        statements += [(_SET_META, item) for item in (meta or {}).items()]
         if not statements:
             return 0
         counts = await self.write(statements)
@@ -118,7 +120,7 @@ class Records:
     async def cert_notice_add(self, notice: CertNotice, deliveries: Iterable[NewDelivery], now: int) -> None:
         queued = now_ms()  # deliveries are due by the wall clock; `now` is the notices' clock
         statements = [
-            ("INSERT OR IGNORE INTO cert_notices VALUES (?,?,?,?)",
+            ("INSERT INTO cert_notices VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
              (notice.monitor, notice.expires_ts, notice.threshold, now)),
             ("DELETE FROM cert_notices WHERE expires_ts < ?", (now // 1000,)),  # expired: never notified again
             *((_ADD_DELIVERY, (d.notifier, d.key, d.payload, queued, queued)) for d in deliveries)]

@@ -1,5 +1,10 @@
-"""The SQLite engine's reads: results, rollups, incidents and events, on the reader connection
-(WAL lets it read beside the writer)."""
+"""Reads shared by every engine: results, rollups, incidents and events.
+
+The SQL here is the common ground of SQLite and PostgreSQL (`?` placeholders, which the
+PostgreSQL engine numbers; integer sums cast, since PostgreSQL sums bigints as numerics),
+so both engines answer from the same statements. An engine provides `fetchall(sql, params)`
+(tuples) and `SUM_LATENCY`: floating-point sums depend on their order, and PostgreSQL is
+told the order SQLite's index scan gives, so both return the same floats."""
 from __future__ import annotations
 
 import json
@@ -10,13 +15,17 @@ from probe.core.models import Impact, Incident, IncidentUpdate, ResultRecord, St
 from probe.storage.rollcache import Entry
 from probe.storage.rollups import FLAG_MAINTENANCE
 
+_MS_SUMS = ("CAST(sum(up_ms) AS BIGINT), CAST(sum(degraded_ms) AS BIGINT), CAST(sum(down_ms) AS BIGINT),"
+            " CAST(sum(maint_ms) AS BIGINT), CAST(sum(maint_good_ms) AS BIGINT)")
+
 
 class Reads:
-    """Mixed into SqliteStore: needs `reader`, `monitor_ids`, `monitor_keys`, `sums`, `_write_lock`."""
+    """Mixed into an engine's store: needs `fetchall`, `monitor_ids`, `monitor_keys`, `sums`, `_write_lock`."""
+
+    SUM_LATENCY = "sum(lat_sum)"
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        async with self.reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        raise NotImplementedError
 
     async def recent_results(self, monitor_id: str, limit: int) -> list[ResultRecord]:
         """The newest `limit` results of a monitor, oldest first."""
@@ -44,7 +53,7 @@ class Reads:
         for chunk in _chunks(monitor_ids, 900):
             marks = ",".join("?" * len(chunk))
             rows = await self.fetchall(
-                "SELECT monitor, sum(up_ms), sum(degraded_ms), sum(down_ms), sum(maint_ms), sum(maint_good_ms)"
+                f"SELECT monitor, {_MS_SUMS}"
                 f" FROM rollups WHERE monitor IN ({marks}) AND res=? AND start>=? AND start<? GROUP BY monitor",
                 (*chunk, res, start_ms, end_ms))
             out.update((row[0], row[1:]) for row in rows)
@@ -60,11 +69,11 @@ class Reads:
         for chunk in _chunks(monitor_ids, max(1, 900 - 3 * len(segments))):
             parts, params = [], list(chunk)
             for index, (res, lo, hi) in enumerate(segments):
-                parts.append(f"SELECT {index}, monitor, sum(up_ms), sum(degraded_ms), sum(down_ms), sum(maint_ms),"
-                             " sum(maint_good_ms) FROM rollups WHERE monitor IN m AND res=? AND start>=?"
-                             " AND start<? GROUP BY monitor")
+                parts.append(f"SELECT {index}, monitor, {_MS_SUMS} FROM rollups WHERE monitor IN"
+                             " (SELECT id FROM m) AND res=? AND start>=? AND start<? GROUP BY monitor")
                 params += [res, lo, hi]
-            sql = f"WITH m(id) AS (VALUES {','.join(['(?)'] * len(chunk))}) " + " UNION ALL ".join(parts)
+            sql = (f"WITH m(id) AS (VALUES {','.join(['(CAST(? AS INTEGER))'] * len(chunk))}) "
+                   + " UNION ALL ".join(parts))
             rows = await self.fetchall(sql, params)
             out += [(row[0], row[1], row[2:]) for row in rows]
         return out
@@ -85,8 +94,8 @@ class Reads:
         for first in range(0, len(segments), 250):
             parts, params = [], []
             for index, (res, lo, hi) in enumerate(segments[first:first + 250], start=first):
-                parts.append(f"SELECT {index}, monitor, sum(up_ms), sum(degraded_ms), sum(down_ms), sum(maint_ms),"
-                             " sum(maint_good_ms), sum(lat_n), sum(lat_sum) FROM rollups WHERE monitor IN (SELECT id FROM monitors)"
+                parts.append(f"SELECT {index}, monitor, {_MS_SUMS}, CAST(sum(lat_n) AS BIGINT), {self.SUM_LATENCY}"
+                             " FROM rollups WHERE monitor IN (SELECT id FROM monitors)"
                              " AND res=? AND start>=? AND start<? GROUP BY monitor")
                 params += [res, lo, hi]
             out += await self.fetchall(" UNION ALL ".join(parts), params)
