@@ -19,12 +19,22 @@ from tests.peers.postgres import binaries as postgres_binaries
 
 
 @pytest.fixture
-def write_config(tmp_path):
-    """Write TOML text to tmp_path/cfg.toml (dedented) and return the path."""
+def write_config(tmp_path, request):
+    """Write TOML text to tmp_path/cfg.toml (dedented) and return the path. In a test that runs
+    once per storage engine (it uses the `engine` fixture), the PostgreSQL run's configs keep
+    their data in one fresh database instead of the file "probe.db"."""
+    database = []
 
     def write(text: str, name: str = "cfg.toml") -> Path:
+        text = textwrap.dedent(text)
+        if "engine" in request.fixturenames and request.getfixturevalue("engine") == "postgresql":
+            database[:] = database or [request.getfixturevalue("postgres").create_database()]
+            if 'path = "probe.db"' in text:
+                text = text.replace('path = "probe.db"', f'url = "{database[0]}"')
+            elif "[storage]" not in text:
+                text += f'\n[storage]\nurl = "{database[0]}"\n'
         path = tmp_path / name
-        path.write_text(textwrap.dedent(text))
+        path.write_text(text)
         return path
 
     return write

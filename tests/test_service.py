@@ -2,6 +2,7 @@
 import asyncio
 import time
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -9,6 +10,8 @@ from probe.config.loader import load_config
 from probe.core.models import EventKind, Impact, Status
 from probe.service import Probe
 from probe.web.app import create_app
+
+pytestmark = pytest.mark.usefixtures("engine")  # once per storage engine
 
 INTERVAL = 0.5
 

@@ -11,6 +11,7 @@ import time
 
 from probe import __version__
 from probe.cli import admin as admin_cli
+from probe.cli import storage as storage_cli
 from probe.config.loader import Config, ConfigError, load_config
 from probe.core.models import Status
 from probe.core.units import format_latency
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     notify_test.set_defaults(func=cmd_notify_test)
 
     admin_cli.add_commands(sub, default_config, config_help)
+    storage_cli.add_commands(sub, default_config, config_help)
     return parser
 
 

@@ -15,7 +15,13 @@ from probe.service import Probe
 from tests.peers.receiver import Answer, Receiver
 from tests.test_service import Target
 
+pytestmark = pytest.mark.usefixtures("engine")  # once per storage engine
+
 INTERVAL = 0.3
+# A database that stops taking writes, and takes them again: per engine, on the writer's connection.
+READ_ONLY = {"sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
+             "postgresql": ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")}
 FAST = Backoff(base=0.2, cap=0.4, jitter=0.0)
 
 
@@ -280,7 +286,7 @@ async def _has_open(probe) -> bool:
 
 
 async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_and_is_not_sent_again(
-        write_config, caplog):
+        write_config, caplog, engine):
     """The channel answers, then the database turns read-only before the row says "sent": the
     worker must hold on until the disk returns, not send the message a second time."""
     received, probes = [], []
@@ -289,9 +295,9 @@ async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_a
         received.append(await request.json())
         if len(received) == 1:
             store = probes[0].store
-            await store.write([("PRAGMA query_only = ON", ())])
+            await store.write([(READ_ONLY[engine][0], ())])
             asyncio.get_running_loop().call_later(
-                1.5, lambda: asyncio.ensure_future(store.write([("PRAGMA query_only = OFF", ())])))
+                1.5, lambda: asyncio.ensure_future(store.write([(READ_ONLY[engine][1], ())])))
         return web.Response(text="ok")
 
     app = web.Application()

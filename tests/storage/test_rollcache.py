@@ -2,12 +2,16 @@
 after pruning, a warm process shows exactly what a fresh one reading the file shows."""
 from datetime import timedelta
 
+import pytest
+
 from probe.config.loader import load_config
 from probe.core.calendar import DAY_MS, HOUR_MS
 from probe.core.models import ResultRecord, Status
 from probe.core.units import now_ms
 from probe.service import Probe
 from probe.view import public
+
+pytestmark = pytest.mark.usefixtures("engine")  # once per storage engine
 
 MIN = 60_000
 CONFIG = """

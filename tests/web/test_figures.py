@@ -4,6 +4,8 @@ kind of change, a warm process serves the very bytes of `/` and of the JSON APIs
 built from scratch on the same file serves at the same `now`."""
 import json
 
+import pytest
+
 from probe.core.calendar import HOUR_MS
 from probe.core.models import ResultRecord, Status
 from probe.core.units import now_ms
@@ -13,6 +15,8 @@ from probe.web.page import render_index
 from probe.web.render import environment
 from probe.web.rows import RowCache
 from tests.storage.test_rollcache import CONFIG, MIN, open_probe
+
+pytestmark = pytest.mark.usefixtures("engine")  # once per storage engine
 
 ENV = environment()
 DAY_MS = 24 * HOUR_MS

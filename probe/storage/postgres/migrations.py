@@ -29,7 +29,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE results (
         monitor INTEGER NOT NULL,
         ts BIGINT NOT NULL,
-        late INTEGER NOT NULL,
+        late BIGINT NOT NULL,
         status SMALLINT NOT NULL,
         latency_us BIGINT,
         flags SMALLINT NOT NULL DEFAULT 0,

@@ -276,6 +276,51 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
         log.info("pruned raw results deleted=%d", deleted)
         return deleted
 
+    # ---- tools: probe storage copy | check --------------------------------------------
+
+    async def import_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple], replace: bool = False) -> None:
+        async with self._write_lock:
+            conn = await self._writer_conn()
+            if replace:  # meta: a few rows, and the target's own calendar row is already there
+                marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+                await conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({columns[0]})"
+                    " DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:]), rows)
+            else:  # binary COPY: the fastest way in
+                await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+
+    async def finish_import(self) -> None:
+        """Identity columns go on from the largest id copied in."""
+        for table in ("monitors", "deliveries", "subscribers"):
+            await self.writer.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                                      f" greatest((SELECT max(id) FROM {table}), 1),"
+                                      f" (SELECT max(id) FROM {table}) IS NOT NULL)")
+
+    async def check(self) -> list[tuple[str, str]]:
+        """(what, finding) lines for `probe storage check`, on a connection of its own, without
+        opening the store (nothing is created or migrated)."""
+        from probe.storage.postgres.migrations import MIGRATIONS, schema_version
+        try:
+            conn = await self._connect()
+        except WRITE_ERRORS as exc:
+            raise StoreError(f"{problem_of(exc)} ({_words(exc)})") from None
+        try:
+            version = await schema_version(conn)
+            server = await conn.fetchval("SHOW server_version")
+            recovery = await conn.fetchval("SELECT pg_is_in_recovery()")
+            sizes = await conn.fetch(
+                "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r'"
+                " AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC")
+        finally:
+            await conn.close()
+        pending = len(MIGRATIONS) - version
+        return [("engine", f"PostgreSQL {server}{' (a standby: read-only)' if recovery else ''}"),
+                ("database", self.target.display),
+                ("schema", f"version {version} of {len(MIGRATIONS)}"
+                           + (f", {pending} migration(s) pending (applied at the next start)" if pending > 0 else "")),
+                ("size", f"{sum(s for _, s in sizes) / 1e6:.1f} MB: "
+                         + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in sizes))]
+
     # ---- statements for the shared reads and records ----------------------------------
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:

@@ -244,6 +244,41 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
         log.info("pruned raw results deleted=%d", deleted)
         return deleted
 
+    # ---- tools: probe storage copy | check --------------------------------------------
+
+    async def import_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple], replace: bool = False) -> None:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        if replace:
+            sql += f" ON CONFLICT ({columns[0]}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        async with self._write_lock:
+            await self.writer.executemany(sql, rows)
+            await self.writer.commit()
+
+    async def finish_import(self) -> None:
+        """Nothing to do: SQLite's INTEGER PRIMARY KEYs go on from the largest id."""
+
+    async def check(self) -> list[tuple[str, str]]:
+        """(what, finding) lines for `probe storage check`, read-only, without opening the store
+        (nothing is created or migrated; a running probe may keep writing meanwhile)."""
+        from probe.storage.sqlite.migrations import MIGRATIONS
+        if not self.path.is_file():
+            raise StoreError(f"no database file at {self.path}")
+        try:
+            async with aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True) as conn:
+                async def one(sql: str):
+                    async with conn.execute(sql) as cur:
+                        return (await cur.fetchone())[0]
+                version, pages, page_size = (await one("PRAGMA user_version"), await one("PRAGMA page_count"),
+                                             await one("PRAGMA page_size"))
+                integrity = await one("PRAGMA integrity_check")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{problem_of(exc)} ({exc})") from None
+        pending = len(MIGRATIONS) - version
+        return [("engine", f"SQLite {sqlite3.sqlite_version}"), ("file", str(self.path)),
+                ("schema", f"version {version} of {len(MIGRATIONS)}"
+                           + (f", {pending} migration(s) pending (applied at the next start)" if pending > 0 else "")),
+                ("integrity", integrity), ("size", f"{pages * page_size / 1e6:.1f} MB")]
+
     async def integrity_check(self) -> str:
         async with self.reader.execute("PRAGMA integrity_check") as cur:
             return (await cur.fetchone())[0]
