@@ -264,17 +264,19 @@ async def test_a_closed_udp_port_is_down_at_once_as_connection_refused():
     assert time.monotonic() - started < 0.5
 
 
-async def test_it_is_down_when_the_system_has_no_resolver(monkeypatch):
-    monkeypatch.setattr(probe.checks.dns, "_system_nameserver", lambda: None)
-    result = await DnsCheck(DnsOptions(query="app.test")).run(CheckContext(timeout=1.0, progress=Progress()))
-    assert result.status is Status.DOWN
-    assert result.reason == "no system resolver configured (/etc/resolv.conf has no nameserver)"
+def test_without_a_server_it_asks_the_first_nameserver_of_resolv_conf_on_port_53(system_resolver):
+    from tests.peers.system_resolver import ZONE
+    result = system_resolver["dns_system"]
+    assert (result["status"], result["reason"]) == ("up", "A app.test answered"), result
+    assert result["details"]["server"] == "127.0.0.1:53"
+    assert result["details"]["answers"] == ZONE[("app.test.", "A")]
+    assert ["udp", "app.test.", "A"] in system_resolver["queries"]
 
 
-async def test_without_a_server_it_asks_the_first_system_nameserver_on_port_53(monkeypatch):
-    monkeypatch.setattr(probe.checks.dns, "_system_nameserver", lambda: "127.0.0.1")
-    result = await DnsCheck(DnsOptions(query="app.test")).run(CheckContext(timeout=0.5, progress=Progress()))
-    assert result.details["server"] == "127.0.0.1:53"
+def test_it_is_down_when_the_system_has_no_resolver(system_resolver):
+    result = system_resolver["dns_no_resolver"]
+    assert (result["status"], result["reason"]) == (
+        "down", "no system resolver configured (/etc/resolv.conf has no nameserver)")
 
 
 # --- the operating system's resolver ---------------------------------------------------------
