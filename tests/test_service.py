@@ -116,17 +116,29 @@ async def test_healthz_says_ok_while_running(write_config):
     assert body["monitors"] == 1
 
 
-async def test_healthz_says_503_and_why_when_the_database_fails(write_config):
+async def test_healthz_says_503_and_why_while_the_database_takes_no_writes_and_200_after(write_config):
+    from tests.storage.breakage import read_only, writable
     async with Target() as target:
         probe = Probe(config_for(write_config, target.url), flush_interval=0.05)
-        app = create_app(probe)
-        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            probe.store.healthy, probe.store.last_error = False, "database write failed: disk I/O error"
-            response = await client.get("/healthz")
-            body = await response.json()
-            probe.store.healthy = True
-    assert response.status == 503
-    assert body["problems"] == ["database write failed: disk I/O error"]
+        async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+            await read_only(probe.store)  # the next batch of results cannot be written
+            broken, broken_status = await healthz_until(client, lambda body: not body["database_writable"])
+            await writable(probe.store)
+            mended, mended_status = await healthz_until(client, lambda body: body["database_writable"])
+    assert broken_status == 503 and broken["status"] == "failing"
+    assert broken["problems"] == [f"read-only: {probe.store.path}: attempt to write a readonly database"]
+    assert mended_status == 200 and mended["problems"] == []
+
+
+async def healthz_until(client, condition, timeout: float = 10.0) -> tuple[dict, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get("/healthz")
+        body = await response.json()
+        if condition(body):
+            return body, response.status
+        assert time.monotonic() < deadline, f"/healthz still says {body}"
+        await asyncio.sleep(0.05)
 
 
 async def test_applying_a_new_config_adds_and_removes_monitors_and_keeps_history(write_config, tmp_path):

@@ -21,22 +21,10 @@ from probe.storage.sqlite import SqliteStore
 from probe.storage.writable import problem_of
 from probe.web.app import create_app
 from tests.test_service import Target
+from tests.storage.breakage import fill_the_disk, free_space, read_only, writable
 from tests.storage.test_sqlite import D0, _Monitor, record
 from tests.cli.test_main import free_port, probe_cli
 from tests.test_crash import start_probe
-
-
-async def fill_the_disk(store: SqliteStore) -> None:
-    """Cap the file at its size and fill what is left, so the next page the writer needs fails."""
-    (count,) = (await store.fetchall("PRAGMA page_count"))[0]
-    await store.write([(f"PRAGMA max_page_count = {count + 20}", ()), ("CREATE TABLE filler (b BLOB)", ())])
-    with pytest.raises(sqlite3.OperationalError, match="full"):
-        for _ in range(100):
-            await store.write([("INSERT INTO filler VALUES (zeroblob(3000))", ())])
-
-
-async def free_space(store: SqliteStore) -> None:
-    await store.write([("PRAGMA max_page_count = 1073741823", ())])
 
 
 async def eventually(condition, timeout: float = 20.0, what: str = "condition"):
@@ -147,14 +135,6 @@ async def _failed_at_least(store, n):
     return store.write_state.failures >= n
 
 
-async def _read_only(store):
-    await store.write([("PRAGMA query_only = ON", ())])
-
-
-async def _writable(store):
-    await store.write([("PRAGMA query_only = OFF", ())])
-
-
 async def test_a_full_disk_keeps_the_page_serving_says_so_in_healthz_and_writing_resumes_by_itself(
         tmp_path, write_config, caplog):
     await _story(tmp_path, write_config, caplog, fill_the_disk, free_space, "database full")
@@ -162,7 +142,7 @@ async def test_a_full_disk_keeps_the_page_serving_says_so_in_healthz_and_writing
 
 async def test_a_read_only_database_keeps_the_page_serving_says_so_in_healthz_and_writing_resumes_by_itself(
         tmp_path, write_config, caplog):
-    await _story(tmp_path, write_config, caplog, _read_only, _writable, "read-only")
+    await _story(tmp_path, write_config, caplog, read_only, writable, "read-only")
 
 
 async def test_results_beyond_the_memory_bound_are_dropped_and_counted_and_the_rest_written(tmp_path, caplog):
@@ -171,13 +151,13 @@ async def test_results_beyond_the_memory_bound_are_dropped_and_counted_and_the_r
     await store.open()
     try:
         await store.sync_monitors([_Monitor("web", 60)])
-        await _read_only(store)
+        await read_only(store)
         store.submit_result(record(D0, Status.UP), 60)
         await eventually(lambda: _not_writable(store), what="the first failed batch")
         for i in range(1, 11):
             store.submit_result(record(D0 + i * 60_000, Status.UP), 60)
         dropped, pending = store.dropped_results, store.pending_results
-        await _writable(store)
+        await writable(store)
         await store.flush()
         stored = await store.results("web")
     finally:
