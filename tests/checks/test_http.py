@@ -242,7 +242,7 @@ async def test_it_reports_a_server_that_never_answers_as_timed_out(run):
     assert result.status is Status.DOWN
     assert result.reason == f"timed out after 500ms while waiting for the response from http://127.0.0.1:{port}/health"
     assert "connect_ms" in result.details  # the phases that finished are kept
-    assert 0.5 <= elapsed < 1.0
+    assert elapsed < 0.5 + 2.0  # given up at its timeout (with room for a busy machine), not hung
 
 
 async def test_a_timeout_while_reading_the_body_says_so(run):

@@ -99,7 +99,8 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
             in_file_before = rows_in_file(probe.store.path, 0)
             await mend_it(probe.store)
             healthy = await eventually(lambda: _health_when(client, 200), what="/healthz 200 again")
-            await asyncio.sleep(0.6)  # a few more checks after resumption
+            # A few more checks after resumption, in the real file.
+            await eventually(lambda: _rows_since(probe.store.path, mended_ms, 2), what="results after resumption")
             await probe.store.flush()
             pending = probe.store.pending_results
     assert page.status == 200 and "Website 3 is down" in html  # the last known state
@@ -120,6 +121,10 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
     assert len([m for m in messages if m.startswith("database not writable")]) == 1, messages
     assert len([m for m in messages if m.startswith("database writable again")]) == 1, messages
     assert f"problem={problem!r}" in next(m for m in messages if m.startswith("database not writable"))
+
+
+async def _rows_since(path, since_ms: int, count: int) -> bool:
+    return rows_in_file(path, since_ms) >= count
 
 
 async def _incident_in_file(probe):
