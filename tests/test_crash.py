@@ -1,9 +1,11 @@
 """`kill -9` of a real `probe run`, then a restart: the file is intact and no incident is
 duplicated or lost. The big one runs 200 monitors and a webhook and kills it at random moments, again
 and again. After every kill the file passes `PRAGMA integrity_check` and its incidents are
-neither duplicated nor lost; after the last restart every notification is delivered, and
-a message arrives twice only in the documented window: the process died between the
-channel's answer and the outbox row's update.
+exactly those its stored results call for (every run of `failure_threshold` bad results opened
+or reopened one, and no incident stands without such a run); after the last restart every
+notification is delivered, and a message arrives twice only in the documented window: the
+process died between the channel's answer and the outbox row's update. It also measures what
+a kill costs: the checks that the peers answered but whose results are not in the file.
 
 PROBE_CRASH_ROUNDS (default 10) and PROBE_CRASH_SEED run it longer or differently by hand.
 """
@@ -22,6 +24,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from probe.config.loader import load_config
 from tests.cli.test_main import free_port
 from tests.peers.receiver import Receiver
 
@@ -35,15 +38,18 @@ LIFE = re.compile(r"open(,escalate)?(,resolve,reopen(,escalate)?)*(,resolve)?")
 
 
 class Flapper:
-    """HTTP answers that alternate between 200 and 503 (each monitor on its own phase) until settled."""
+    """HTTP answers that alternate between 200 and 503 (each monitor on its own phase) until
+    settled; it notes when it answered each check."""
 
     def __init__(self) -> None:
         self.settled = False
+        self.answered: list[float] = []  # time.monotonic() of every check it answered
         app = web.Application()
         app.router.add_get("/flap/{n}", self.handle)
         self.server = TestServer(app, host="127.0.0.1")
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.answered.append(time.monotonic())
         phase = (time.time() + int(request.match_info["n"]) * 0.37) % FLAP_PERIOD_S
         ok = self.settled or phase < FLAP_PERIOD_S / 2
         return web.Response(status=200 if ok else 503)
@@ -96,6 +102,11 @@ class Rounds:
     """When each process was started: a message belongs to the process that sent it."""
 
     starts: list[float] = field(default_factory=list)
+    starts_ms: list[int] = field(default_factory=list)  # the same moments on the wall clock, as results are stamped
+
+    def start(self) -> None:
+        self.starts.append(time.monotonic())
+        self.starts_ms.append(int(time.time() * 1000))
 
     def of(self, at: float) -> int:
         return max(i for i, start in enumerate(self.starts) if start <= at)
@@ -139,7 +150,7 @@ def query(db_path, sql, params=()):
         conn.close()
 
 
-def check_file(db_path, received) -> None:
+def check_file(db_path, received, config_path) -> None:
     """What must hold after any kill: an intact file, and incidents that agree with the results."""
     assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
     if query(db_path, "PRAGMA user_version") == [(0,)]:  # killed before the first migration committed
@@ -159,6 +170,7 @@ def check_file(db_path, received) -> None:
             (SELECT 1 FROM results r WHERE r.monitor = i.monitor AND r.ts = i.resolved_ms AND r.status = 0))""")
     assert unfounded == [], f"incidents that the stored results do not explain: {unfounded}"
     check_lives(db_path)
+    check_incidents_follow_the_results(db_path, config_path)
     check_notified_incidents_exist(db_path, received)
 
 
@@ -174,6 +186,75 @@ def check_lives(db_path) -> None:
         assert LIFE.fullmatch(story), f"incident {incident_id} has the events {story!r}"
     for (_, m1, _, end), (i2, m2, start, _) in zip(incidents, incidents[1:]):
         assert m1 != m2 or start >= end, f"incident {i2} overlaps the one before it"
+
+
+@dataclass
+class BadRun:
+    """Consecutive bad results of one monitor, and the good result that ended them (if any yet)."""
+
+    first_ms: int
+    count: int = 1
+    nth_ms: list[int] = field(default_factory=list)
+    ended_ms: int | None = None
+
+
+def bad_runs(db_path) -> dict[str, list[BadRun]]:
+    runs: dict[str, list[BadRun]] = defaultdict(list)
+    going: dict[str, BadRun | None] = {}
+    for key, ts, status in query(db_path, "SELECT m.key, r.ts, r.status FROM results r JOIN monitors m"
+                                          " ON m.id = r.monitor ORDER BY m.key, r.ts"):
+        run = going.get(key)
+        if status == 0:
+            if run is not None:
+                run.ended_ms, going[key] = ts, None
+            continue
+        if run is None:
+            run = going[key] = BadRun(ts)
+            runs[key].append(run)
+        else:
+            run.count += 1
+        run.nth_ms.append(ts)
+    return runs
+
+
+def expected_openings(runs: list[BadRun], monitor) -> list[tuple[str, int, int, int | None]]:
+    """What the README's rules make of a monitor's stored results: each run of failure_threshold
+    bad results opens an incident at its first result (the transition is stamped with the
+    threshold-th), or reopens the last one when it begins within reopen_window of that one's
+    resolve; the incident resolves at the first good result. Returns (kind, transition ms,
+    started ms, resolved ms) per opening or reopening."""
+    out, last_resolve = [], None
+    for run in runs:
+        if run.count < monitor.failure_threshold:
+            continue
+        reopens = last_resolve is not None and run.first_ms - last_resolve <= monitor.reopen_window * 1000
+        started = out[-1][2] if reopens else run.first_ms
+        out.append(("reopen" if reopens else "open", run.nth_ms[monitor.failure_threshold - 1], started, run.ended_ms))
+        last_resolve = run.ended_ms
+    return out
+
+
+def check_incidents_follow_the_results(db_path, config_path) -> None:
+    """For every monitor, every stored run of failure_threshold bad results is covered by an
+    incident that opened or reopened at its threshold-th result, and every incident, each time
+    it opened, was backed by such a run: the events are exactly those the results call for."""
+    monitors = {m.id: m for m in load_config(config_path).monitors}
+    assert {m.success_threshold for m in monitors.values()} == {1}  # (what expected_openings assumes)
+    assert query(db_path, "SELECT count(*) FROM results WHERE flags != 0") == [(0,)]  # no maintenance here
+    stored = defaultdict(list)
+    for key, kind, at_ms, started, resolved in query(db_path, """
+            SELECT m.key, e.kind, e.at_ms, i.started_ms, i.resolved_ms FROM events e
+            JOIN incidents i ON i.id = e.incident JOIN monitors m ON m.id = i.monitor
+            WHERE e.kind IN ('open', 'reopen') ORDER BY m.key, e.at_ms"""):
+        stored[key].append((kind, at_ms, started, resolved))
+    runs = bad_runs(db_path)
+    for key, monitor in monitors.items():
+        expected = expected_openings(runs.get(key, []), monitor)
+        # An incident's resolve is that of its last run: compare it there, where the file has it too.
+        assert [(k, at, started) for k, at, started, _ in stored.get(key, [])] == \
+            [(k, at, started) for k, at, started, _ in expected], key
+        last_resolve = {started: resolved for _, _, started, resolved in expected}
+        assert {started: resolved for _, _, started, resolved in stored.get(key, [])} == last_resolve, key
 
 
 def check_notified_incidents_exist(db_path, received) -> None:
@@ -216,20 +297,51 @@ def duplicates_in_the_window(received, rounds: Rounds) -> int:
     return len(twice)
 
 
+@dataclass(frozen=True)
+class Loss:
+    answered: int  # checks of the counted monitors that their peers answered for the killed process
+    lost: int  # of those, the ones whose result is not in the file
+    window_ms: float  # how long before the kill the oldest of them was answered (the lost are the newest)
+
+
+COUNTED = ("up-%", "flap-%")  # monitors whose peers count their checks (the down ones hit a closed port)
+
+
+def results_lost(db_path, rounds: Rounds, round_: int, answered: list[float], killed: float) -> Loss:
+    """What one kill cost: checks the peers answered for that process, against its results in the file."""
+    seen = sorted(at for at in answered if rounds.of(at) == round_)
+    stored = 0
+    if query(db_path, "PRAGMA user_version") != [(0,)]:
+        (stored,), = query(db_path, "SELECT count(*) FROM results r JOIN monitors m ON m.id = r.monitor"
+                                    " WHERE r.ts >= ? AND (m.key LIKE ? OR m.key LIKE ?)",
+                           (rounds.starts_ms[round_], *COUNTED))
+    lost = len(seen) - stored
+    return Loss(len(seen), lost, (killed - seen[-lost]) * 1000 if lost > 0 else 0.0)
+
+
+def report_losses(losses: list[Loss]) -> None:
+    per_kill = [loss.lost for loss in losses]
+    print(f"results lost per kill (of {UP + FLAP + FLAP_REOPEN} counted monitors): {per_kill}; "
+          f"mean {sum(per_kill) / len(per_kill):.1f}, max {max(per_kill)}; answered before the kill by at most "
+          f"{max(loss.window_ms for loss in losses):.0f} ms; checks answered per kill {[l.answered for l in losses]}")
+
+
 async def test_kill_9_at_random_moments_loses_and_duplicates_no_incident_and_no_notification(
         write_config, tmp_path):
     rng = random.Random(SEED)
     print(f"crash rounds={ROUNDS} seed={SEED} (PROBE_CRASH_ROUNDS, PROBE_CRASH_SEED)")
-    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    connected: list[float] = []  # when the up monitors' port answered each check
+    listener = await asyncio.start_server(lambda r, w: (connected.append(time.monotonic()), w.close()),
+                                          "127.0.0.1", 0)
     flapper, receiver = Flapper(), await Receiver().start()
     await flapper.server.start_server()
     web_port, db_path, log_path = free_port(), tmp_path / "probe.db", tmp_path / "probe.log"
     config = crash_config(write_config, listener.sockets[0].getsockname()[1], free_port(),
                           str(flapper.server.make_url("/")), receiver.url, web_port)
-    rounds, proc = Rounds(), None
+    rounds, proc, losses = Rounds(), None, []
     try:
         for round_ in range(ROUNDS):
-            rounds.starts.append(time.monotonic())
+            rounds.start()
             proc = await spawn(config, log_path)
             if rng.random() < 0.2:  # now and then, die while starting up
                 await asyncio.sleep(rng.uniform(0.0, 0.8))
@@ -237,11 +349,13 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_incident_and_no_
                 await wait_healthy(proc, web_port, log_path)
                 await asyncio.sleep(rng.uniform(0.3, 3.5))
             proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
             await proc.wait()
             await asyncio.sleep(0.2)  # a request already on the wire is the dead process's, not the next one's
-            check_file(db_path, receiver.requests)
+            check_file(db_path, receiver.requests, config)
+            losses.append(results_lost(db_path, rounds, round_, connected + flapper.answered, killed))
         flapper.settled = True
-        rounds.starts.append(time.monotonic())
+        rounds.start()
         proc = await start_probe(config, web_port)
         await wait_quiet(db_path)
         proc.send_signal(signal.SIGTERM)
@@ -253,7 +367,8 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_incident_and_no_
         await flapper.server.close()
         await receiver.close()
 
-    check_file(db_path, receiver.requests)
+    report_losses(losses)
+    check_file(db_path, receiver.requests, config)
     events = query(db_path, "SELECT count(*), count(DISTINCT incident) FROM events")[0]
     deliveries = dict(query(db_path, "SELECT key, state FROM deliveries WHERE notifier = 'hook'"))
     expected = {f"event:{i}" for (i,) in query(db_path, "SELECT id FROM events")}
@@ -264,6 +379,15 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_incident_and_no_
     assert events[1] >= DOWN + FLAP  # incidents did open and resolve while we killed
     assert set(deliveries) == expected and set(deliveries.values()) == {"sent"}
     assert arrived == expected  # every message arrived; none that is not in the outbox
+
+
+async def wait_for_results_since(db_path, since_ms: int, monitors: int, timeout: float = 30.0) -> None:
+    """Until every monitor has a result in the file taken after `since_ms`."""
+    deadline = time.monotonic() + timeout
+    sql = "SELECT count(DISTINCT monitor) FROM results WHERE ts >= ?"
+    while query(db_path, sql, (since_ms,)) != [(monitors,)]:
+        assert time.monotonic() < deadline, "the restarted probe stored no result for some monitors"
+        await asyncio.sleep(0.1)
 
 
 def open_incidents_per_monitor(db_path):
@@ -286,8 +410,9 @@ async def test_kill_9_then_restart_keeps_the_file_intact_and_incidents_single(wr
             await proc.wait()
             incidents = open_incidents_per_monitor(tmp_path / "probe.db")
             assert all(count == 1 for count in incidents.values()), (round_, incidents)
+        restarted_ms = int(time.time() * 1000)
         proc = await start_probe(config, web_port)
-        await asyncio.sleep(1.0)
+        await wait_for_results_since(tmp_path / "probe.db", restarted_ms, DOWN_MONITORS + UP_MONITORS)
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
     finally:

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from tests.cli.test_admin import run_incident_from_the_cli
 from tests.cli.test_main import free_port
 from tests.notifiers.test_email import Inbox
+from tests.notify.settled import settled_in_file
 from tests.peers.receiver import Receiver
 from tests.test_crash import start_probe
 
@@ -101,7 +102,7 @@ async def test_an_incident_run_from_the_cli_reaches_every_reader_once_per_step(w
             incident_id = await run_incident_from_the_cli(config, postmortem)
             # open, identified, monitoring, resolved: one mail and one webhook each (plus the confirmation mail).
             await until(lambda: len(mails_to(inbox, "reader@example.com")) >= 5 and len(hook.requests) >= 4)
-            await asyncio.sleep(1.5)  # time enough for a duplicate, were there one
+            await until(lambda: settled_in_file(tmp_path / "probe.db"))  # nothing more to send: no duplicate to come
             async with http.get(f"{base}/incidents/{incident_id}") as response:
                 incident_page = await response.text()
             async with http.get(f"{base}/api/v2/incidents.json") as response:

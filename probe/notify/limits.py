@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,11 @@ class Backoff:
     base: float = 2.0
     cap: float = 300.0
     jitter: float = 0.2
+    uniform: Callable[[float, float], float] = field(default=random.uniform, compare=False, repr=False)
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
         wait = min(self.cap, self.base * 2 ** max(0, attempts - 1))
-        wait *= 1 + random.uniform(-self.jitter, self.jitter)
+        wait *= 1 + self.uniform(-self.jitter, self.jitter)
         return max(wait, retry_after or 0.0)
 
 

@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import aiohttp
 
@@ -37,9 +37,11 @@ def delivery(target_id: str, item) -> NewDelivery:
 
 
 class Outbox:
-    def __init__(self, store, backoff: Backoff = Backoff()) -> None:
+    def __init__(self, store, backoff: Backoff = Backoff(), clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.backoff = backoff
+        self.clock = clock  # the rate limits' clock (seconds); a test steps its own instead of waiting a minute
+        self.held: dict[str, float] = {}  # target -> the clock reading at which its rate limit holds it
         self._workers: dict[str, asyncio.Task] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -106,11 +108,16 @@ class Outbox:
             if row is None:
                 await wake.wait()
                 continue
-            wait = max((row.next_ms - now_ms()) / 1000, limiter.wait_s(time.monotonic()))
+            now = self.clock()
+            limited = limiter.wait_s(now)
+            wait = max((row.next_ms - now_ms()) / 1000, limited)
             if wait > 0:
+                if limited > 0:
+                    self.held[target.id] = now
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):  # wait_for can swallow stop()'s cancel (see cancel)
                         await wake.wait()
+                self.held.pop(target.id, None)
                 continue
             try:
                 claimed = await self._claim(row)
@@ -124,7 +131,7 @@ class Outbox:
             claim_failing = False
             if not claimed:
                 continue
-            limiter.record(time.monotonic())
+            limiter.record(self.clock())
             decode = getattr(notifier, "decode", Message.from_json)  # subscriber targets keep their own rows
             await self._attempt(notifier, row, decode(row.payload), row.attempts + 1)
 

@@ -199,7 +199,7 @@ async def test_a_silent_server_is_down_within_the_timeout():
     assert result.status is Status.DOWN
     assert result.reason == f"no answer from {server.hostport} within 500ms"
     assert result.details["server"] == server.hostport
-    assert 0.45 < elapsed < 0.5 + 0.4
+    assert elapsed < 0.5 + 2.0  # given up at its timeout (with room for a busy machine), not hung
     assert server.queries == [("udp", "app.test.", "A")]
 
 
@@ -210,7 +210,7 @@ async def test_dnspython_giving_up_first_reads_like_the_callers_deadline():
         result = await ask(server, "app.test", protocol="tcp", timeout=0.5)
     assert result.status is Status.DOWN
     assert result.reason == f"no answer from {server.hostport} within 500ms"
-    assert time.monotonic() - started < 0.5 + 0.4
+    assert time.monotonic() - started < 0.5 + 2.0  # (room for a busy machine)
 
 
 async def test_a_garbage_answer_is_down_as_malformed():
@@ -254,27 +254,28 @@ async def test_a_closed_tcp_port_is_down_as_connection_refused():
 
 
 async def test_a_closed_udp_port_is_down_at_once_as_connection_refused():
-    # The ICMP "port unreachable" reaches a connected UDP socket as ECONNREFUSED.
+    # The ICMP "port unreachable" reaches a connected UDP socket as ECONNREFUSED: the reason says
+    # it was refused, not that the timeout ran out, so the check did not wait for it.
     port = closed_port(socket.SOCK_DGRAM)
     check = DnsCheck(DnsOptions(query="app.test", server=f"127.0.0.1:{port}"))
-    started = time.monotonic()
-    result = await check.run(CheckContext(timeout=1.0, progress=Progress()))
+    result = await check.run(CheckContext(timeout=30.0, progress=Progress()))
     assert result.status is Status.DOWN
     assert result.reason == f"connection refused by 127.0.0.1:{port}"
-    assert time.monotonic() - started < 0.5
 
 
-async def test_it_is_down_when_the_system_has_no_resolver(monkeypatch):
-    monkeypatch.setattr(probe.checks.dns, "_system_nameserver", lambda: None)
-    result = await DnsCheck(DnsOptions(query="app.test")).run(CheckContext(timeout=1.0, progress=Progress()))
-    assert result.status is Status.DOWN
-    assert result.reason == "no system resolver configured (/etc/resolv.conf has no nameserver)"
+def test_without_a_server_it_asks_the_first_nameserver_of_resolv_conf_on_port_53(system_resolver):
+    from tests.peers.system_resolver import ZONE
+    result = system_resolver["dns_system"]
+    assert (result["status"], result["reason"]) == ("up", "A app.test answered"), result
+    assert result["details"]["server"] == "127.0.0.1:53"
+    assert result["details"]["answers"] == ZONE[("app.test.", "A")]
+    assert ["udp", "app.test.", "A"] in system_resolver["queries"]
 
 
-async def test_without_a_server_it_asks_the_first_system_nameserver_on_port_53(monkeypatch):
-    monkeypatch.setattr(probe.checks.dns, "_system_nameserver", lambda: "127.0.0.1")
-    result = await DnsCheck(DnsOptions(query="app.test")).run(CheckContext(timeout=0.5, progress=Progress()))
-    assert result.details["server"] == "127.0.0.1:53"
+def test_it_is_down_when_the_system_has_no_resolver(system_resolver):
+    result = system_resolver["dns_no_resolver"]
+    assert (result["status"], result["reason"]) == (
+        "down", "no system resolver configured (/etc/resolv.conf has no nameserver)")
 
 
 # --- the operating system's resolver ---------------------------------------------------------

@@ -99,7 +99,7 @@ async def test_it_says_what_came_when_a_wrong_reply_is_followed_by_silence():
     async with serve(answering(b"-ERR unknown command {PING}\r\n")) as port:
         result = await CheckRunner().run(Monitor(timeout=0.5),
                                          TcpCheck(TcpOptions("127.0.0.1", port, send="PING\n", expect="PONG")))
-    assert time.perf_counter() - started < 0.5 + 0.3
+    assert time.perf_counter() - started < 0.5 + 2.0  # given up at its timeout (room for a busy machine)
     assert result.status is Status.DOWN
     assert result.reason == (f"timed out after 500ms waiting for 'PONG' from 127.0.0.1:{port}; "
                              "got '-ERR unknown command {PING}\\r\\n'")
@@ -118,7 +118,7 @@ async def test_it_times_out_saying_what_it_waited_for():
     started = time.perf_counter()
     async with serve(hold_open) as port:
         result = await CheckRunner().run(Monitor(timeout=0.5), TcpCheck(TcpOptions("127.0.0.1", port, expect="PONG")))
-    assert time.perf_counter() - started < 0.5 + 0.3
+    assert time.perf_counter() - started < 0.5 + 2.0  # given up at its timeout (room for a busy machine)
     assert result.status is Status.DOWN
     assert result.reason == f"timed out after 500ms while waiting for 'PONG' from 127.0.0.1:{port}"
     assert "connect_ms" in result.details  # what was measured before the deadline is kept

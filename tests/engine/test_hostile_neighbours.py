@@ -3,7 +3,9 @@
 The peers run in a process of their own (tests/peers/hostile.py), as real targets would:
 their work must not be charged to the probe's event loop. What is asserted is behaviour:
 each hostile monitor gets down results with its reason, every healthy one stays up,
-nothing is lost to a stray exception, and the healthy checks still start on time.
+nothing is lost to a stray exception, and every slot of every healthy monitor yields its one
+result (after a stall of the event loop the scheduler would run a monitor once for its latest
+slot, skipping the others: a hang charged to the loop would show as a missing slot).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,10 +26,7 @@ from probe.service import Probe
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHY = 200
 INTERVAL_S = 2
-RUN_S = 7.0
-# The goal is p99 <= 250 ms (BENCHMARKS.md measures it on a quiet machine); the test machine is
-# shared by many jobs, so the test holds a bound that only a blocked event loop would miss.
-LATE_BOUND_MS = 1000
+RESULTS_EACH = 3  # slots every monitor must have had before the probe stops
 
 HOSTILE = {  # monitor id -> (TOML lines, words its reason must hold)
     "silent-http": ('type = "http"\nurl = "http://127.0.0.1:{never_answers}/"', "timed out after 1s"),
@@ -75,13 +75,24 @@ def config_text(ports: dict[str, int]) -> str:
     return "\n".join(blocks)
 
 
-async def test_hostile_targets_fail_in_words_while_200_healthy_monitors_stay_on_time(peers, tmp_path, caplog):
+async def every_monitor_has(probe, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        await probe.store.flush()
+        counts = await probe.store.fetchall("SELECT count(*) FROM results GROUP BY monitor")
+        if len(counts) == len(probe.monitors) and min(n for (n,) in counts) >= count:
+            return
+        assert time.monotonic() < deadline, f"results per monitor after {timeout} s: {sorted(counts)[:5]}..."
+        await asyncio.sleep(0.1)
+
+
+async def test_hostile_targets_fail_in_words_while_200_healthy_monitors_miss_no_slot(peers, tmp_path, caplog):
     path = tmp_path / "probe.toml"
     path.write_text(config_text(peers))
     probe = Probe(load_config(path), flush_interval=0.1)
     await probe.start()
     try:
-        await asyncio.sleep(RUN_S)
+        await every_monitor_has(probe, RESULTS_EACH)
     finally:
         await probe.stop()
     await probe.store.open()
@@ -92,16 +103,18 @@ async def test_hostile_targets_fail_in_words_while_200_healthy_monitors_stay_on_
 
     for monitor_id, (_, words) in HOSTILE.items():
         got = results[monitor_id]
-        assert len(got) >= 2, monitor_id  # every tick yields its one result, none stuck behind a hang
+        assert len(got) >= RESULTS_EACH, monitor_id  # every tick yields its one result, none stuck behind a hang
         for result in got:
             assert result.status is Status.DOWN, (monitor_id, result.reason)
             assert words in result.reason and "unexpectedly" not in result.reason, (monitor_id, result.reason)
     healthy = [r for m, rs in results.items() if m.startswith("ok-") for r in rs]
-    assert len(healthy) >= HEALTHY * 2
+    assert len(healthy) >= HEALTHY * RESULTS_EACH
     assert all(r.status is Status.UP for r in healthy), {r.reason for r in healthy if r.status is not Status.UP}
-    late = sorted(r.late_ms for r in healthy)
-    p99 = late[int(len(late) * 0.99)]
+    for monitor_id, got in results.items():
+        gaps = {b.scheduled_ms - a.scheduled_ms for a, b in zip(got, got[1:])}
+        # One result a slot, no slot skipped (stored times are whole milliseconds: +-1).
+        assert gaps <= {INTERVAL_S * 1000 - 1, INTERVAL_S * 1000, INTERVAL_S * 1000 + 1}, (monitor_id, gaps)
+    late = sorted(r.late_ms for r in healthy)  # a figure, not a verdict (BENCHMARKS.md measures it)
     logging.getLogger("test").warning("healthy lateness p50=%d ms p99=%d ms max=%d ms over %d checks",
-                                      late[len(late) // 2], p99, late[-1], len(late))
-    assert p99 < LATE_BOUND_MS
+                                      late[len(late) // 2], late[int(len(late) * 0.99)], late[-1], len(late))
     assert not [r for r in caplog.records if r.name == "probe.runner" and r.levelno >= logging.ERROR]

@@ -3,6 +3,7 @@ failing monitor from opening an incident or alerting, with its time left out of 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -12,6 +13,7 @@ from probe.config.maintenance import parse_maintenance
 from probe.config.schema import Problems
 from probe.core.units import now_ms
 from probe.service import Probe
+from tests.notify.settled import notifications_settled
 from tests.peers.receiver import Receiver
 from tests.test_service import Target
 
@@ -91,6 +93,16 @@ def test_the_config_file_reports_them_too(write_config):
     assert caught.value.problems == ['cfg.toml: maintenance[0] "x": monitors names no [[monitors]] entry (got "ghost")']
 
 
+async def until_results(probe, monitor_id: str, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        await probe.store.flush()
+        if len(await probe.store.results(monitor_id)) >= count:
+            return
+        assert time.monotonic() < deadline, f"fewer than {count} results stored"
+        await asyncio.sleep(0.05)
+
+
 async def test_during_a_window_a_failing_monitor_opens_no_incident_alerts_nobody_and_shows_maintenance(write_config):
     from probe.view import public
 
@@ -125,11 +137,11 @@ async def test_during_a_window_a_failing_monitor_opens_no_incident_alerts_nobody
         probe = Probe(config, flush_interval=0.05)
         await probe.start()
         try:
-            await asyncio.sleep(1.5)
+            await until_results(probe, "web", 4)
             assert await probe.notify.queue_maintenance() == 1
             await probe.notify.queue_maintenance()  # the same edge again: no second notice
             await receiver.wait_for(1)
-            await asyncio.sleep(0.3)
+            await notifications_settled(probe)  # nothing more to send: no "open" to come
             results = await probe.store.results("web")
             assert len(results) >= 4 and all(r.in_maintenance and r.status.label == "down" for r in results)
             assert await probe.store.open_incidents() == []

@@ -6,6 +6,14 @@ from collections import Counter, defaultdict
 from probe.engine.scheduler import TICK_S, Scheduler, Slot, first_run, phase_of
 
 
+async def until(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait for something the scheduler's runs report (no fixed sleeps: the machine may be busy)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
 def test_first_runs_are_spread_across_the_interval():
     now = 1_800_000_000.05  # between two ticks, so no offset is exactly 30 s
     offsets = [first_run(f"monitor-{i}", 30.0, now) - now for i in range(3000)]
@@ -40,9 +48,8 @@ async def test_runs_start_on_their_slots_and_record_when_they_were_due():
     for i in range(20):
         scheduler.schedule(f"m{i}", 0.5)
     scheduler.start()
-    await asyncio.sleep(1.6)
+    await until(lambda: len(runs) == 20 and min(len(items) for items in runs.values()) >= 2)
     scheduler.shutdown()
-    assert len(runs) == 20
     for monitor_id, items in runs.items():
         assert len(items) >= 2
         slot = scheduler._slots[monitor_id]
@@ -55,9 +62,10 @@ async def test_runs_start_on_their_slots_and_record_when_they_were_due():
 
 
 async def test_runs_of_one_monitor_never_overlap():
-    running, peak = Counter(), Counter()
+    running, peak, starts = Counter(), Counter(), Counter()
 
     async def slow(monitor_id, scheduled_ms):
+        starts[monitor_id] += 1
         running[monitor_id] += 1
         peak[monitor_id] = max(peak[monitor_id], running[monitor_id])
         await asyncio.sleep(0.5)  # longer than the interval
@@ -66,28 +74,30 @@ async def test_runs_of_one_monitor_never_overlap():
     scheduler = Scheduler(slow)
     scheduler.schedule("slow", 0.2)
     scheduler.start()
-    await asyncio.sleep(1.3)
+    await until(lambda: starts["slow"] >= 3, what="three runs")
     scheduler.shutdown()
     assert peak["slow"] == 1
 
 
 async def test_nothing_caps_how_many_monitors_run_at_once():
-    state = {"now": 0, "peak": 0}
+    running, everyone = set(), asyncio.Event()
 
     async def busy(monitor_id, scheduled_ms):
-        state["now"] += 1
-        state["peak"] = max(state["peak"], state["now"])
-        await asyncio.sleep(0.6)
-        state["now"] -= 1
+        running.add(monitor_id)
+        if len(running) == 300:
+            everyone.set()
+        await everyone.wait()  # no run ends until all 300 run at once: a cap would leave them waiting
 
     scheduler = Scheduler(busy)
     for i in range(300):
         scheduler.schedule(f"m{i}", 0.7)
     scheduler.start()
-    await asyncio.sleep(1.5)
-    scheduler.shutdown()
-    # Each run lasts 0.6 of a 0.7 s interval: most of the 300 must be in flight together.
-    assert state["peak"] > 200
+    try:
+        async with asyncio.timeout(10):
+            await everyone.wait()
+    finally:
+        scheduler.shutdown()
+    assert len(running) == 300
 
 
 async def test_changing_the_interval_moves_the_job_and_unscheduling_stops_it():
@@ -101,13 +111,12 @@ async def test_changing_the_interval_moves_the_job_and_unscheduling_stops_it():
     scheduler.start()
     scheduler.schedule("a", 0.2)
     scheduler.schedule("b", 0.2)
-    await asyncio.sleep(0.7)
+    await until(lambda: calls["a"] >= 2 and calls["b"] >= 2)
     scheduler.unschedule("b")
-    seen_b = calls["b"]
-    await asyncio.sleep(0.5)
+    seen_a, seen_b = calls["a"], calls["b"]
+    await until(lambda: calls["a"] >= seen_a + 3, what="three more runs of a: time for b to have run")
     scheduler.shutdown()
-    assert calls["a"] >= 2
-    assert seen_b >= 2 and calls["b"] == seen_b
+    assert calls["b"] == seen_b
     assert scheduler.monitor_ids() == {"a"}
 
 
@@ -120,15 +129,17 @@ async def test_after_a_stall_a_monitor_runs_once_for_its_latest_slot():
     scheduler = Scheduler(run)
     scheduler.schedule("a", 0.2)
     scheduler.start()
-    await asyncio.sleep(0.5)
+    await until(lambda: len(runs) >= 1)
     stall_start = time.time() * 1000
     time.sleep(1.0)  # the event loop is blocked across about five slots
     stall_end = time.time() * 1000
-    await asyncio.sleep(0.1)
+    await until(lambda: any(started >= stall_end for _, started in runs), what="a run after the stall")
     scheduler.shutdown()
-    missed = [due for due, started in runs if started >= stall_start and due <= stall_end]
+    missed = [(due, started) for due, started in runs if started >= stall_start and due <= stall_end]
     assert len(missed) == 1  # once, not once per missed slot ...
-    assert missed[0] >= stall_end - 200 - 1  # ... and for the latest of them
+    (due, started), slot = missed[0], scheduler._slots["a"]
+    latest = slot.anchor + (started / 1000 - slot.anchor) // slot.interval * slot.interval
+    assert abs(due - latest * 1000) <= 1  # ... and for the latest slot before it started
 
 
 async def test_monitors_due_in_the_same_tick_share_one_job_and_each_still_runs():
@@ -142,10 +153,10 @@ async def test_monitors_due_in_the_same_tick_share_one_job_and_each_still_runs()
         scheduler.schedule(f"m{i}", 1.0)
     scheduler.start()
     jobs = len(scheduler._aps.get_jobs())
-    await asyncio.sleep(2.3)
+    await until(lambda: len(calls) == 200 and min(calls.values()) >= 2, what="two runs of each")
     scheduler.shutdown()
     assert jobs <= 1.0 / TICK_S  # at most one job per tick of the interval, not one per monitor
-    assert set(calls) == {f"m{i}" for i in range(200)} and min(calls.values()) >= 2
+    assert set(calls) == {f"m{i}" for i in range(200)}
 
 
 async def test_a_run_that_fails_is_logged_and_the_monitor_keeps_its_schedule(caplog):
@@ -158,23 +169,25 @@ async def test_a_run_that_fails_is_logged_and_the_monitor_keeps_its_schedule(cap
     scheduler = Scheduler(flaky)
     scheduler.schedule("a", 0.2)
     scheduler.start()
-    await asyncio.sleep(0.9)
+    await until(lambda: calls["a"] >= 3, what="three failed runs")
     scheduler.shutdown()
-    assert calls["a"] >= 3
     assert any("run failed monitor=a" in r.getMessage() for r in caplog.records)
 
 
 async def test_stopping_cancels_runs_in_flight_so_none_finishes_after_it():
     finished = []
 
+    started = []
+
     async def slow(monitor_id, scheduled_ms):
+        started.append(monitor_id)
         await asyncio.sleep(5)
         finished.append(monitor_id)
 
     scheduler = Scheduler(slow)
     scheduler.schedule("a", 0.2)
     scheduler.start()
-    await asyncio.sleep(0.5)
+    await until(lambda: started, what="a run in flight")
     async with asyncio.timeout(5):
         await scheduler.stop()
     assert scheduler._tasks == set() and finished == []

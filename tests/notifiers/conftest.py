@@ -1,18 +1,31 @@
 from __future__ import annotations
 
+import dataclasses
+
 import aiohttp
 import pytest
 
 from probe.config.schema import Problems
-from probe.notifiers import Message, parse_notifiers
+from probe.notifiers import REGISTRY, Message, parse_notifiers
 from tests.peers.receiver import Receiver
 
 
-def make_notifier(**table):
+def notifier_config(**table):
     problems = Problems("test.toml")
     (config,) = parse_notifiers([{"id": "n", **table}], problems)
     assert not problems, problems.lines
-    return config.make()
+    return config
+
+
+def make_notifier(**table):
+    return notifier_config(**table).make()
+
+
+def required_keys(kind: str) -> dict[str, str]:
+    """A value for each key the channel requires besides its URL, read from its Options: a new
+    channel needs no line here."""
+    return {f.name: "1" for f in dataclasses.fields(REGISTRY[kind].Options)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name != "url"}
 
 
 def down_message(**changes) -> Message:

@@ -3,7 +3,6 @@ signatures checked here with hmac, independently of the sender's code."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from probe.notifiers import REGISTRY, NotifyError
 from probe.notifiers.base import HttpNotifier
-from tests.notifiers.conftest import down_message, make_notifier
+from tests.notifiers.conftest import down_message, make_notifier, required_keys
 from tests.peers.receiver import Answer
 
 
@@ -114,6 +113,29 @@ async def test_wecom_markdown_is_cut_to_4096_bytes_of_utf8(receiver, session):
     assert doc["msgtype"] == "markdown" and receiver.requests[0].path_qs == "/cgi-bin/webhook/send?key=K"
     assert 4000 < len(content.encode()) <= 4096 and content.endswith("…")
     assert "故障" in content  # the Chinese template
+
+
+async def test_dingtalk_markdown_is_cut_so_the_message_stays_within_20000_bytes(receiver, session):
+    receiver.json_default({"errcode": 0, "errmsg": "ok"})
+    long = down_message(language="zh-CN", body="数据库连接失败。" * 2000)  # 48,000 bytes of body
+    await make_notifier(type="dingtalk", url=receiver.url + "/robot/send?access_token=T").send(long, session)
+    (req,) = receiver.requests
+    text = req.json["markdown"]["text"]
+    assert len(req.body) <= 20_000  # the whole message, title and JSON included
+    assert 18_000 < len(text.encode()) and text.endswith("…")  # cut near the limit, visibly
+    assert "故障" in text and "数据库连接失败。" in text
+
+
+async def test_telegram_text_over_4096_characters_falls_back_to_the_headline_and_link(receiver, session):
+    receiver.json_default({"ok": True, "result": {"message_id": 1}})
+    notifier = make_notifier(type="telegram", url=receiver.url, token="t", chat_id="1")
+    for body in ("Disk full. " * 300, "Disk full. " * 400):  # 3,300 and 4,400 characters
+        await notifier.send(down_message(body=body), session)
+    whole, cut = (r.json["text"] for r in receiver.requests)
+    assert len(whole) <= 4096 and "Disk full. " * 300 in whole
+    assert len(cut) <= 4096 and "Disk full." not in cut
+    assert cut.startswith("<b>[DOWN] Website — HTTP 503 (expected 200)</b>")
+    assert cut.endswith('<a href="https://status.example.com/incidents/7">…</a>')
 
 
 async def test_slack_blocks_with_a_text_fallback(receiver, session):
@@ -231,13 +253,6 @@ async def test_a_hung_receiver_costs_one_timeout(receiver, session):
         await notifier.send(down_message(), session)
     assert time.monotonic() - started < 5 and not caught.value.permanent
     assert "no answer within 1 s" in caught.value.message
-
-
-def required_keys(kind: str) -> dict[str, str]:
-    """A value for each key the channel requires besides its URL, read from its Options: a new
-    channel needs no line here."""
-    return {f.name: "1" for f in dataclasses.fields(REGISTRY[kind].Options)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name != "url"}
 
 
 @pytest.mark.parametrize("kind", sorted(k for k, c in REGISTRY.items()

@@ -43,14 +43,14 @@ _PORT_ATTEMPTS = 20
 
 class DnsServer:
     def __init__(self, zone: dict[tuple[str, str], list[str]] | None = None, *, mode: Mode = "answer",
-                 tcp: bool = True, ttl: int = 300) -> None:
+                 tcp: bool = True, ttl: int = 300, port: int = 0) -> None:
         self.zone = {(_canonical(name), rtype.upper()): list(values)
                      for (name, rtype), values in (zone or {}).items()}
         self.names = {name for name, _ in self.zone}
         self.mode = mode
         self.tcp = tcp
         self.ttl = ttl
-        self.port = 0
+        self.port = port  # 0: any free port (53 only in a namespace of the test's own)
         self.queries: list[tuple[str, str, str]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -62,9 +62,10 @@ class DnsServer:
 
     async def __aenter__(self) -> "DnsServer":
         loop = asyncio.get_running_loop()
-        for _ in range(_PORT_ATTEMPTS):
+        wanted = self.port
+        for _ in range(_PORT_ATTEMPTS if wanted == 0 else 1):
             # UDP picks a free port; TCP must then get the same number, which can be taken.
-            self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(HOST, 0))
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(HOST, wanted))
             self.port = self._udp.get_extra_info("sockname")[1]
             if not self.tcp:
                 return self

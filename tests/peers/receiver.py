@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -16,7 +17,7 @@ class Received:
     path_qs: str
     headers: dict[str, str]
     body: bytes
-    at: float  # time.monotonic()
+    at: float  # the receiver's clock: time.monotonic() unless the test gave it its own
     wall_ms: int  # time.time(), to compare with stored times
 
     @property
@@ -33,8 +34,9 @@ class Answer:
 
 
 class Receiver:
-    def __init__(self, default: Answer | None = None) -> None:
+    def __init__(self, default: Answer | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.requests: list[Received] = []
+        self.clock = clock
         self.script: list[Answer] = []  # answers for the next requests, then `default`
         self.default = default or Answer()
         self.arrived = asyncio.Event()
@@ -61,7 +63,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Received(request.method, request.path_qs, dict(request.headers),
-                                      await request.read(), time.monotonic(),
+                                      await request.read(), self.clock(),
                                       int(time.time() * 1000)))
         self.arrived.set()
         answer = self.script.pop(0) if self.script else self.default

@@ -1,12 +1,14 @@
 import pytest
 
 """The store against a real SQLite file: what is written, what survives, what is read back."""
+import asyncio
 import sqlite3
 
 from probe.core.calendar import Calendar
 from probe.core.models import EventKind, ResultRecord, Status
 from probe.engine.incidents import IncidentEngine
 from probe.storage.sqlite import MIGRATIONS, SqliteStore
+from tests.storage.breakage import fill_the_disk, free_space
 from tests.view.test_stats import D0, MIN, _Monitor, feed
 
 
@@ -146,23 +148,22 @@ async def test_pruning_drops_old_raw_results_and_keeps_rollups(store):
     assert (await store.fetchall("SELECT min(start) FROM rollups WHERE res = 1"))[0][0] == D0
 
 
-async def test_a_failing_disk_keeps_the_batch_and_writes_it_when_space_returns(store):
+async def test_a_full_disk_keeps_the_batch_and_writes_it_when_space_returns(store):
     await store.sync_monitors([_Monitor("web", 60)])
-    real_commit = store._commit
-    calls = {"n": 0}
-
-    async def full_disk_once(rows):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise sqlite3.OperationalError("database or disk is full")
-        await real_commit(rows)
-
-    store._commit = full_disk_once
-    store.submit_result(record(D0, Status.UP), 60)
+    await fill_the_disk(store)
+    batch = [D0 + i * MIN for i in range(500)]  # more than the free room of the pages the file has
+    for ts in batch:
+        store.submit_result(record(ts, Status.UP), 60)
+    for _ in range(500):  # the writer tries the batch, and says so
+        if not store.healthy:
+            break
+        await asyncio.sleep(0.01)
+    assert not store.healthy and "database or disk is full" in store.last_error
+    assert store.pending_results == len(batch) and await store.results("web") == []
+    await free_space(store)
     await store.flush()
-    assert calls["n"] == 2
     assert store.healthy and store.last_error is None
-    assert len(await store.results("web")) == 1
+    assert [r.ts_ms for r in await store.results("web")] == batch
 
 
 async def test_prune_drops_finished_notifications_past_retention_but_never_pending_ones(store):
@@ -179,7 +180,6 @@ async def test_prune_drops_finished_notifications_past_retention_but_never_pendi
 
 async def test_after_a_quiet_spell_a_result_is_written_within_the_batch_interval_without_a_flush(tmp_path):
     # An idle writer sleeps with no timer; the first result must start the batch's clock.
-    import asyncio
     import time
     store = SqliteStore(tmp_path / "probe.db", Calendar("UTC"), flush_interval=0.2)
     await store.open()
@@ -190,10 +190,10 @@ async def test_after_a_quiet_spell_a_result_is_written_within_the_batch_interval
             ts = D0 + round_ * MIN
             submitted = time.monotonic()
             store.submit_result(record(ts, Status.UP), 60)
-            while store.pending_results:
-                await asyncio.sleep(0.01)
+            # Until it is in the file (pending_results drops when the batch is taken, before it commits).
+            while [r.ts_ms for r in await store.recent_results("web", 1)] != [ts]:
                 assert time.monotonic() - submitted < 2.0, "the writer did not wake for a new result"
-            assert [r.ts_ms for r in await store.recent_results("web", 1)] == [ts]
+                await asyncio.sleep(0.01)
             await asyncio.sleep(0.5)
     finally:
         await store.close()

@@ -21,6 +21,7 @@ from probe.storage.sqlite import SqliteStore
 from probe.storage.writable import problem_of
 from probe.web.app import create_app
 from tests.cli.test_main import free_port, probe_cli
+from tests.storage.breakage import fill_the_disk, free_space, read_only, writable
 from tests.storage.test_sqlite import D0, _Monitor, record
 from tests.test_crash import start_probe
 from tests.test_service import Target
@@ -29,19 +30,6 @@ from tests.test_service import Target
 @pytest.fixture
 def engine() -> str:
     return "sqlite"  # these tests are about the SQLite file itself
-
-
-async def fill_the_disk(store: SqliteStore) -> None:
-    """Cap the file at its size and fill what is left, so the next page the writer needs fails."""
-    (count,) = (await store.fetchall("PRAGMA page_count"))[0]
-    await store.write([(f"PRAGMA max_page_count = {count + 20}", ()), ("CREATE TABLE filler (b BLOB)", ())])
-    with pytest.raises(sqlite3.OperationalError, match="full"):
-        for _ in range(100):
-            await store.write([("INSERT INTO filler VALUES (zeroblob(3000))", ())])
-
-
-async def free_space(store: SqliteStore) -> None:
-    await store.write([("PRAGMA max_page_count = 1073741823", ())])
 
 
 async def eventually(condition, timeout: float = 20.0, what: str = "condition"):
@@ -116,7 +104,8 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
             in_file_before = rows_in_file(probe.store.path, 0)
             await mend_it(probe.store)
             healthy = await eventually(lambda: _health_when(client, 200), what="/healthz 200 again")
-            await asyncio.sleep(0.6)  # a few more checks after resumption
+            # A few more checks after resumption, in the real file.
+            await eventually(lambda: _rows_since(probe.store.path, mended_ms, 2), what="results after resumption")
             await probe.store.flush()
             pending = probe.store.pending_results
     assert page.status == 200 and "Website 3 is down" in html  # the last known state
@@ -139,6 +128,10 @@ async def _story(tmp_path, write_config, caplog, break_it, mend_it, problem, db=
     assert f"problem={problem!r}" in next(m for m in messages if m.startswith("database not writable"))
 
 
+async def _rows_since(path, since_ms: int, count: int) -> bool:
+    return rows_in_file(path, since_ms) >= count
+
+
 async def _incident_in_file(probe):
     return (await probe.store.fetchall("SELECT count(*) FROM incidents"))[0][0] == len(probe.monitors)
 
@@ -152,14 +145,6 @@ async def _failed_at_least(store, n):
     return store.write_state.failures >= n
 
 
-async def _read_only(store):
-    await store.write([("PRAGMA query_only = ON", ())])
-
-
-async def _writable(store):
-    await store.write([("PRAGMA query_only = OFF", ())])
-
-
 async def test_a_full_disk_keeps_the_page_serving_says_so_in_healthz_and_writing_resumes_by_itself(
         tmp_path, write_config, caplog):
     await _story(tmp_path, write_config, caplog, fill_the_disk, free_space, "database full")
@@ -167,7 +152,7 @@ async def test_a_full_disk_keeps_the_page_serving_says_so_in_healthz_and_writing
 
 async def test_a_read_only_database_keeps_the_page_serving_says_so_in_healthz_and_writing_resumes_by_itself(
         tmp_path, write_config, caplog):
-    await _story(tmp_path, write_config, caplog, _read_only, _writable, "read-only")
+    await _story(tmp_path, write_config, caplog, read_only, writable, "read-only")
 
 
 async def test_results_beyond_the_memory_bound_are_dropped_and_counted_and_the_rest_written(tmp_path, caplog):
@@ -176,13 +161,13 @@ async def test_results_beyond_the_memory_bound_are_dropped_and_counted_and_the_r
     await store.open()
     try:
         await store.sync_monitors([_Monitor("web", 60)])
-        await _read_only(store)
+        await read_only(store)
         store.submit_result(record(D0, Status.UP), 60)
         await eventually(lambda: _not_writable(store), what="the first failed batch")
         for i in range(1, 11):
             store.submit_result(record(D0 + i * 60_000, Status.UP), 60)
         dropped, pending = store.dropped_results, store.pending_results
-        await _writable(store)
+        await writable(store)
         await store.flush()
         stored = await store.results("web")
     finally:

@@ -8,9 +8,12 @@ from probe.web.app import create_app
 from tests.web.history import make_history
 
 
-async def serve(path):
+async def serve(path, middlewares=()):
+    """The app over the history at `path`; `middlewares` go innermost, next to the handlers."""
     probe = Probe(load_config(path), flush_interval=0.05)
-    client = TestClient(TestServer(create_app(probe), host="127.0.0.1"))
+    app = create_app(probe)
+    app.middlewares.extend(middlewares)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     for monitor_id in probe.scheduler.monitor_ids():
         probe.scheduler.unschedule(monitor_id)  # the history is the test's; no live checks

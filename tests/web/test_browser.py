@@ -5,13 +5,17 @@ console errors. A screenshot is saved beside the test's files (and to artifacts/
 """
 import asyncio
 import os
+import re
 import shutil
+from html import unescape
 from pathlib import Path
 
 import pytest
 
+from probe.core.units import now_ms
 from tests.web.conftest import serve
 from tests.web.history import make_history
+from tests.web.test_page import monitor_block
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,17 +34,17 @@ async def visit(url: str, screenshot: Path):
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone, first
-            problems = []
+            problems, alerts = [], []
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", lambda d: (alerts.append(d.message), asyncio.ensure_future(d.dismiss())))  # before loading
             await page.goto(url)
             seen = {
                 "banner": (await page.inner_text(".banner-text")).strip(),
                 "cells": await page.eval_on_selector_all("#m-api .bar .cell", "cells => cells.length"),
                 "db": (await page.inner_text("#m-db .status")).strip(),
-                "alerts": [],
+                "alerts": alerts,
             }
-            page.on("dialog", lambda d: seen["alerts"].append(d.message))
             await page.focus("#m-api .bar .cell:last-child")  # the tooltip shows on focus
             seen["tip"] = await page.inner_text(".tip")
             await page.screenshot(path=str(screenshot), full_page=True)
@@ -50,16 +54,23 @@ async def visit(url: str, screenshot: Path):
 
 
 async def test_a_visitor_sees_the_status_at_a_glance(write_config, tmp_path):
-    client, _ = await serve(await make_history(write_config))
+    client, probe = await serve(await make_history(write_config))
     try:
         seen, problems = await visit(str(client.make_url("/")), tmp_path / "page.png")
+        html = await (await client.get("/")).text()
+        midnight = probe.store.calendar.day_start(now_ms())
+        checked_today = bool(await probe.store.results("api", since_ms=midnight))
     finally:
         await client.close()
     assert seen["banner"] == "Partial Outage"
     assert seen["cells"] == 90
     assert seen["db"].endswith("Down")
     assert seen["alerts"] == []  # the hostile monitor name ran no script
-    assert "100.00%" in seen["tip"] or "No data" in seen["tip"]
+    # The tip of today's cell is the title the server wrote for it: today the API was checked
+    # and always up, or (just after midnight in the page's time zone) not checked yet.
+    titles = re.findall(r'class="cell [^"]*"[^>]*title="([^"]+)"', monitor_block(html, "api"))
+    assert seen["tip"] == unescape(titles[-1])
+    assert ("100.00%" in seen["tip"]) is checked_today and ("No data" in seen["tip"]) is not checked_today
     assert problems == []
     assert (tmp_path / "page.png").stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)

@@ -73,6 +73,14 @@ async def test_metrics_report_every_monitor_with_units_in_the_names(site):
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
     up = {s.labels["monitor"]: s.value for s in found["probe_monitor_up"].samples}
     assert up == {"api": 1, "web": 1, "db": 0}  # no token: as public as the page, so not the private monitor
+    for family in found.values():  # ... in no family at all, by id, name or host
+        labelled = {s.labels["monitor"] for s in family.samples if "monitor" in s.labels}
+        assert labelled <= set(up), (family.name, labelled)
+    assert "secret" not in await response.text() and PRIVATE_NAME not in await response.text()
+    assert PRIVATE_HOST not in await response.text()
+    assert {f.name for f in found.values() if any("monitor" in s.labels for s in f.samples)} >= {
+        "probe_monitor_up", "probe_monitor_status", "probe_monitor_latency_seconds", "probe_monitor_checks",
+        "probe_monitor_availability_ratio", "probe_monitor_last_check_timestamp_seconds"}
     ratio = {(s.labels["monitor"], s.labels["window"]): s.value for s in found["probe_monitor_availability_ratio"].samples}
     assert abs(ratio["api", "90d"] - (1 - 1 / 2160)) < 2e-5
     latency = {s.labels["monitor"]: s.value for s in found["probe_monitor_latency_seconds"].samples}

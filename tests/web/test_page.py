@@ -1,12 +1,14 @@
 """The status page and its APIs over 90 days of generated history, through a real server."""
+import asyncio
 import re
 
 import pytest
+from aiohttp import web
 
 from probe.view.statuspage import ROUTES as STATUSPAGE_ROUTES
 from probe.web.keys import CACHE
 from tests.web.conftest import serve
-from tests.web.history import PRIVATE_HOST, PRIVATE_NAME, XSS, make_history
+from tests.web.history import PRIVATE_HOST, PRIVATE_NAME, make_history
 
 
 def monitor_block(html: str, monitor_id: str) -> str:
@@ -46,7 +48,7 @@ async def test_text_from_the_config_is_inert(site):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
 
 
-async def test_the_page_is_rendered_once_for_a_crowd_and_answers_304_to_a_known_etag(site):
+async def test_repeat_visits_within_the_cache_time_cost_one_render_and_a_known_etag_gets_304(site):
     client, _ = site
     first = await client.get("/")
     for i in range(20):
@@ -55,6 +57,40 @@ async def test_the_page_is_rendered_once_for_a_crowd_and_answers_304_to_a_known_
     assert again.status == 304
     assert "max-age" in first.headers["Cache-Control"]
     assert client.app[CACHE].renders == 1
+
+
+CROWD = 30
+
+
+def crowd_gate(size: int):
+    """A middleware that holds requests until `size` have arrived and then lets them all in at
+    once: a crowd reaching the page in the same instant, however fast or slow the machine."""
+    arrived, everyone = [], asyncio.Event()
+
+    @web.middleware
+    async def gate(request, handler):
+        arrived.append(request.path)
+        if len(arrived) >= size:
+            everyone.set()
+        await everyone.wait()
+        return await handler(request)
+    return gate
+
+
+async def test_a_crowd_arriving_at_a_cold_page_at_once_costs_one_render_and_all_get_the_same_page(write_config):
+    client, _ = await serve(await make_history(write_config, days=3), middlewares=[crowd_gate(CROWD)])
+    try:
+        assert client.app[CACHE].renders == 0  # cold
+        responses = await asyncio.gather(*(client.get("/", headers={"Accept-Encoding": "identity"})
+                                           for _ in range(CROWD)))
+        statuses = [r.status for r in responses]
+        bodies = [await r.read() for r in responses]
+        renders = client.app[CACHE].renders
+    finally:
+        await client.close()
+    assert statuses == [200] * CROWD
+    assert len(set(bodies)) == 1 and b'id="m-api"' in bodies[0]
+    assert renders == 1
 
 
 async def test_the_zh_cn_page_speaks_chinese(write_config):

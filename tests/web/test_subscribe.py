@@ -17,6 +17,7 @@ from probe.notify.subscribers import rules
 from probe.service import Probe
 from probe.web.app import create_app
 from tests.notifiers.test_email import Inbox, free_port
+from tests.notify.settled import notifications_settled
 from tests.peers.receiver import Receiver
 
 TOKEN = "admin-token-for-tests"
@@ -169,7 +170,7 @@ async def test_double_opt_in_confirm_notify_once_unsubscribe_then_silence(site):
 
     await open_incident(site, "Checkout errors")
     mails = await site.mails("alice@example.com", 2)
-    await asyncio.sleep(1.0)  # a duplicate would arrive by now
+    await notifications_settled(site.probe)  # nothing more to send: no duplicate to come
     assert len(site.mails_to("alice@example.com")) == 2
     notice = mails[1]
     assert notice["Subject"] == "[DOWN] Checkout errors"
@@ -186,7 +187,7 @@ async def test_double_opt_in_confirm_notify_once_unsubscribe_then_silence(site):
 
     await open_incident(site, "Second outage")
     await site.hook.wait_for(2)  # the webhook subscriber heard of both incidents: the event was processed
-    await asyncio.sleep(0.5)
+    await notifications_settled(site.probe)
     assert len(site.mails_to("alice@example.com")) == 2
 
 
@@ -196,7 +197,7 @@ async def test_an_unconfirmed_address_gets_only_the_confirmation(site):
     await confirmed(site, "carol@example.com")
     await open_incident(site, "Outage")
     await site.mails("carol@example.com", 2)
-    await asyncio.sleep(0.5)
+    await notifications_settled(site.probe)
     assert len(site.mails_to("bob@example.com")) == 1
     rows = await site.probe.store.fetchall("SELECT key FROM deliveries WHERE notifier='subscribers:email'")
     assert sorted(k.split(":")[2] for (k,) in rows) == ["confirm", "confirm", "event"]
@@ -262,7 +263,7 @@ async def test_groups_filter_subscribers_and_private_monitors_reach_nobody(site)
     await open_incident(site, "API errors", ["api"])
     await site.mails("all@example.com", 4)
     await site.mails("api-fan@example.com", 3)
-    await asyncio.sleep(0.5)
+    await notifications_settled(site.probe)
     subjects = [m["Subject"] for m in site.mails_to("api-fan@example.com")[1:]]
     assert subjects == ["[DOWN] Whole site", "[DOWN] API errors"]
     everything = [m["Subject"] for m in site.mails_to("all@example.com")[1:]]
@@ -279,7 +280,7 @@ async def test_the_operator_story_reaches_a_subscriber_once_per_step_in_chinese(
                                               json={"status": status})
             assert response.status == 201
         mails = await site.mails("li@example.com", 5)
-        await asyncio.sleep(1.0)
+        await notifications_settled(site.probe)
         assert len(site.mails_to("li@example.com")) == 5
         subjects = [m["Subject"] for m in mails[1:]]
         assert subjects == ["[故障] 支付故障", "[更新] 支付故障", "[更新] 支付故障", "[已恢复] 支付故障"]
@@ -349,7 +350,7 @@ async def test_maintenance_is_announced_started_and_ended_to_subscribers(site):
     for at in (now, now + 1000, start_ms + 1000, start_ms + 3_600_000 + 1000):  # twice "scheduled": once sent
         await notify.queue_maintenance(at)
     mails = await site.mails("ops-fan@example.com", 4)
-    await asyncio.sleep(0.5)
+    await notifications_settled(site.probe)
     subjects = [m["Subject"] for m in site.mails_to("ops-fan@example.com")[1:]]
     assert subjects == ["[MAINTENANCE SCHEDULED] Database upgrade", "[MAINTENANCE] Database upgrade",
                         "[MAINTENANCE OVER] Database upgrade"]
@@ -404,7 +405,7 @@ async def test_the_operator_lists_subscribers_and_removes_one(site):
     assert (await site.client.get("/api/v1/admin/subscribers")).status == 401
     await open_incident(site, "API errors", ["api"])
     await site.hook.wait_for(2)  # both webhooks heard it: the event went through the intake
-    await asyncio.sleep(0.5)
+    await notifications_settled(site.probe)
     assert len(site.mails_to("gina@example.com")) == 1
 
 
