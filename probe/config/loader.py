@@ -5,6 +5,7 @@ mistake, each naming the file, the place (section or monitor), the key and the p
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -229,7 +230,8 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
             problems.add("", None, unknown_key_message(key, TOP_LEVEL) + " at the top level")
     sections = {name: _section(data, name, cls, problems) for name, cls in SECTIONS.items()}
     defaults = _defaults(data.get("defaults", {}), problems)
-    monitors = _monitors(data.get("monitors", []), defaults, problems)
+    monitors = _monitors(data.get("monitors", []), defaults, problems, sections["page"].timezone)
+    _check_keys_unique(monitors, problems)
     channels = parse_notifiers(data.get("notifiers", []), problems)
     windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems,
                                 sections["page"].timezone)
@@ -238,6 +240,22 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
                                     {m.group for m in monitors if m.group}, problems)
     return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
                   subscribers=subscribers, **sections)
+
+
+def _check_keys_unique(monitors, problems: Problems) -> None:
+    """A passive check's key (a push token) routes reports to one monitor only."""
+    owners: dict[str, int] = {}
+    for index, monitor in enumerate(monitors):
+        check = checks.REGISTRY[monitor.type]
+        if not check.passive:
+            continue
+        key = monitor.make_check().key()
+        if key in owners:  # never the key itself in the message: it is a secret
+            first = monitors[owners[key]]
+            problems.add(f'monitors[{index}] "{monitor.id}"', "token",
+                         f'is already used by monitors[{owners[key]}] "{first.id}" (each push monitor needs its own)')
+        else:
+            owners[key] = index
 
 
 def _check_notify_ids(monitors, notifier_ids: set[str], problems: Problems) -> None:
@@ -291,12 +309,14 @@ def _defaults(table: Any, problems: Problems) -> dict[str, Any]:
     return good
 
 
-def _monitors(items: Any, defaults: dict[str, Any], problems: Problems) -> tuple[MonitorConfig, ...]:
+def _monitors(items: Any, defaults: dict[str, Any], problems: Problems,
+              timezone: str = "UTC") -> tuple[MonitorConfig, ...]:
     return load_entries(items, "monitors", problems,
-                        lambda table, place: _monitor(table, defaults, problems, place))
+                        lambda table, place: _monitor(table, defaults, problems, place, timezone))
 
 
-def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> MonitorConfig | None:
+def _monitor(table: dict, defaults: dict, problems: Problems, place: str,
+             timezone: str = "UTC") -> MonitorConfig | None:
     kind = table.get("type")
     check = checks.REGISTRY.get(kind) if isinstance(kind, str) else None
     if check is None:
@@ -304,7 +324,8 @@ def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> Mon
         problems.add(place, "type", "is required" if kind is None else f"must be one of {known} (got {show(kind)})")
         return None
     option_keys = set(field_types(check.Options))
-    merged = {k: v for k, v in defaults.items() if k in COMMON_KEYS or k in option_keys} | table
+    page_zone = {"timezone": timezone} if "timezone" in option_keys else {}  # a schedule's default zone
+    merged = page_zone | {k: v for k, v in defaults.items() if k in COMMON_KEYS or k in option_keys} | table
     before = len(problems.lines)
     for key in merged:
         if key not in COMMON_KEYS and key not in option_keys:
@@ -320,6 +341,12 @@ def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> Mon
         return None
     for key, message in check.problems_with(settings, options):
         problems.add(place, key, message)
+    rhythm = check.rhythm(options)
+    if rhythm is not None and "interval" in table:
+        problems.add(place, "interval", f"does not apply to type {show(kind)}: its schedule or period sets when "
+                                        "results are expected")
     if len(problems.lines) > before:
         return None
+    if rhythm is not None:  # the results' rhythm is the check's own: it stands for interval everywhere
+        settings = dataclasses.replace(settings, interval=rhythm)
     return MonitorConfig(settings=settings, options=options)
