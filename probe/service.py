@@ -11,14 +11,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from probe import __version__
-from probe.checks.base import Check
+from probe.checks.base import Check, Ping
 from probe.config.loader import Config, MonitorConfig
 from probe.core.calendar import Calendar
 from probe.core.events import EventBus
-from probe.core.models import MaintenanceWindow, ResultRecord
+from probe.core.models import CheckResult, MaintenanceWindow, ResultRecord
 from probe.core.units import now_ms
 from probe.engine.incidents import IncidentEngine
 from probe.engine.maintenance import Maintenance
+from probe.engine.passive import Fed, Passive
 from probe.engine.runner import CheckRunner
 from probe.engine.scheduler import Scheduler
 from probe.notify.certs import CertificateNotices
@@ -46,6 +47,7 @@ class Probe:
         self.stats = Stats(self.store)
         self.runner = CheckRunner()
         self.scheduler = Scheduler(self.run_monitor)
+        self.passive = Passive(self.store, self.submit)  # monitors fed by reports (push), not run
         self.monitors: dict[str, Monitor] = {}
         self.latest: dict[str, ResultRecord] = {}
         self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
@@ -63,16 +65,18 @@ class Probe:
         await self.maintenance.load()
         await self.notify.start()
         await self.certs.start()
-        for monitor in self.config.monitors:
-            self.scheduler.schedule(monitor.id, monitor.interval)
+        self.started_ms = now_ms()
+        await self._watch_passive()
+        self._schedule_active()
         self.scheduler.add_periodic("prune", self.prune, every=PRUNE_EVERY_S, first_in=60)
         self.scheduler.start()
-        self.started_ms = now_ms()
+        self.passive.start()
         log.info("probe started version=%s monitors=%d database=%s", __version__,
                  len(self.monitors), self.store.describe())
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         await self.scheduler.stop()
+        await self.passive.stop()
         await self.certs.stop()
         await self.notify.stop()
         try:
@@ -95,14 +99,29 @@ class Probe:
         old = set(self.monitors)
         await self._load_monitors(config.monitors)
         for monitor_id in old - set(self.monitors):
-            self.scheduler.unschedule(monitor_id)
             self.engine.forget(monitor_id)
             self.latest.pop(monitor_id, None)
         await self.engine.restore([m for m in config.monitors if m.id not in old])
-        for monitor in config.monitors:
-            self.scheduler.schedule(monitor.id, monitor.interval)
         self.config = config
+        await self._watch_passive()
+        self._schedule_active()
         await self.notify.apply(config)
+
+    def _schedule_active(self) -> None:
+        """The scheduler runs the checks that are run; passive ones are fed (see probe/engine/passive.py)."""
+        active = {m.config.id: m.config.interval for m in self.monitors.values() if not m.check.passive}
+        for monitor_id in self.scheduler.monitor_ids() - set(active):
+            self.scheduler.unschedule(monitor_id)
+        for monitor_id, interval in active.items():
+            self.scheduler.schedule(monitor_id, interval)
+
+    async def _watch_passive(self) -> None:
+        await self.passive.load(((m.config, m.check) for m in self.monitors.values()), self.latest,
+                                self.started_ms or now_ms())
+
+    async def feed(self, key: str, ping: Ping) -> Fed:
+        """A report for a passive monitor (a push), from the web route."""
+        return await self.passive.feed(key, ping)
 
     async def run_monitor(self, monitor_id: str, scheduled_ms: int) -> None:
         monitor = self.monitors.get(monitor_id)
@@ -112,9 +131,13 @@ class Probe:
         result = await self.runner.run(monitor.config, monitor.check)
         if self.monitors.get(monitor_id) is not monitor:
             return  # removed or replaced by a reload while the check ran
-        self.record(monitor.config, ResultRecord(
-            monitor_id, started_ms, scheduled_ms, result.status, result.reason, result.latency_ms,
-            result.details, self.in_maintenance(monitor_id, started_ms)))
+        self.submit(monitor.config, result, started_ms, scheduled_ms)
+
+    def submit(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, scheduled_ms: int | None = None) -> None:
+        """A check's result, run or fed, as of `ts_ms` (when it was due: a fed result has no lateness)."""
+        self.record(monitor, ResultRecord(
+            monitor.id, ts_ms, ts_ms if scheduled_ms is None else scheduled_ms, result.status, result.reason,
+            result.latency_ms, result.details, self.in_maintenance(monitor.id, ts_ms)))
 
     def record(self, monitor: MonitorConfig, record: ResultRecord) -> None:
         """Decide, then queue: the result and the transitions it caused share one transaction."""

@@ -56,6 +56,9 @@ ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact,
 
 
 _REASON_CACHE = 50_000
+# Longer reasons (a push monitor's message: up to 10 kB of a job's log) are looked up in the
+# file each time: 50,000 of them in memory could be half a gigabyte.
+_REASON_CACHE_CHARS = 500
 
 
 class SqliteStore(BatchWriter, Reads, Records):
@@ -244,7 +247,9 @@ class SqliteStore(BatchWriter, Reads, Records):
                 if text not in known:
                     known[text] = self.allocate_id("reasons")
                     new.append((known[text], text))
-                ids[text] = self._reasons[text] = known[text]
+                ids[text] = known[text]
+                if len(text) <= _REASON_CACHE_CHARS:
+                    self._reasons[text] = known[text]
             while len(self._reasons) > _REASON_CACHE:
                 self._reasons.popitem(last=False)
         return ids, new
