@@ -61,6 +61,7 @@ class Probe:
         await self.store.open()
         self.store.subscribe(self.bus.publish)
         await self._load_monitors(self.config.monitors)
+        self.engine.configure(self.config.monitors)
         await self.engine.restore(self.config.monitors)
         await self.maintenance.load()
         await self.notify.start()
@@ -101,6 +102,7 @@ class Probe:
         for monitor_id in old - set(self.monitors):
             self.engine.forget(monitor_id)
             self.latest.pop(monitor_id, None)
+        self.engine.configure(config.monitors)
         await self.engine.restore([m for m in config.monitors if m.id not in old])
         self.config = config
         await self._watch_passive()

@@ -129,6 +129,7 @@ class MonitorSettings:
     public: bool = True
     show_target: bool = False
     notify: tuple[str, ...] = ()  # ids of [[notifiers]] told about this monitor's incidents
+    depends_on: tuple[str, ...] = ()  # ids of monitors it needs: while one has an incident, that one speaks for it
 
     def problems(self):
         yield from positive("interval", self.interval, duration=True)
@@ -232,6 +233,7 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
     defaults = _defaults(data.get("defaults", {}), problems)
     monitors = _monitors(data.get("monitors", []), defaults, problems, sections["page"].timezone)
     _check_keys_unique(monitors, problems)
+    _check_dependencies(monitors, problems)
     channels = parse_notifiers(data.get("notifiers", []), problems)
     windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems,
                                 sections["page"].timezone)
@@ -256,6 +258,49 @@ def _check_keys_unique(monitors, problems: Problems) -> None:
                          f'is already used by monitors[{owners[key]}] "{first.id}" (each push monitor needs its own)')
         else:
             owners[key] = index
+
+
+def _check_dependencies(monitors, problems: Problems) -> None:
+    """depends_on names monitors that exist, and never leads back to where it started."""
+    index = {m.id: i for i, m in enumerate(monitors)}
+    for i, monitor in enumerate(monitors):
+        for parent in monitor.depends_on:
+            if parent not in index:
+                problems.add(f'monitors[{i}] "{monitor.id}"', "depends_on",
+                             f"names no [[monitors]] entry (got {show(parent)})")
+    graph = {m.id: [p for p in m.depends_on if p in index] for m in monitors}
+    for cycle in _cycles(graph):
+        first = min(cycle, key=index.__getitem__)  # reported once, at the cycle's first monitor in the file
+        at = cycle.index(first)
+        path = cycle[at:] + cycle[:at] + [first]
+        problems.add(f'monitors[{index[first]}] "{first}"', "depends_on", "makes a cycle: " + " → ".join(path))
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Each cycle of the graph once (as the list of its members, in order), found by depth-first search."""
+    found, seen, state = [], set(), {}
+    for start in graph:
+        if start in state:
+            continue
+        stack = [(start, iter(graph[start]))]
+        path, state[start] = [start], "open"
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                state[node] = "done"
+            elif state.get(child) == "open":
+                cycle = path[path.index(child):]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    found.append(cycle)
+            elif child not in state:
+                state[child] = "open"
+                path.append(child)
+                stack.append((child, iter(graph[child])))
+    return found
 
 
 def _check_notify_ids(monitors, notifier_ids: set[str], problems: Problems) -> None:

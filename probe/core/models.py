@@ -87,10 +87,11 @@ class EventKind(str, enum.Enum):
     UPDATED = "update"  # a person posted an update (or changed the title or impact)
     POSTMORTEM = "postmortem"  # a person published the postmortem
     EDITED = "edit"  # a person changed the title or impact (no timeline entry)
+    AFFECTED = "affect"  # a monitor that depends on the incident's failed: it is listed as affected
 
     @property
     def on_timeline(self) -> bool:
-        return self not in (EventKind.POSTMORTEM, EventKind.EDITED)
+        return self not in (EventKind.POSTMORTEM, EventKind.EDITED, EventKind.AFFECTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,9 @@ class Incident:
     resolved_ms: int | None = None
     reason: str = ""
     origin: str = "auto"  # auto (opened by the engine) | manual (opened by an operator)
-    affected: tuple[str, ...] = ()  # monitor ids a manual incident names
+    # monitor ids a manual incident names; for an automatic one, the monitors that depend on
+    # its monitor and failed while it was open (they have no incident of their own meanwhile)
+    affected: tuple[str, ...] = ()
     postmortem: str = ""  # markdown, once published
     postmortem_ms: int | None = None
 
@@ -114,7 +117,8 @@ class Incident:
 
     @property
     def monitor_ids(self) -> tuple[str, ...]:
-        return (self.monitor_id,) if self.monitor_id else self.affected
+        """Every monitor it concerns, its own monitor first."""
+        return (self.monitor_id, *self.affected) if self.monitor_id else self.affected
 
 
 @dataclass(frozen=True, slots=True)

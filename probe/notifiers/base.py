@@ -47,6 +47,9 @@ class Message:
     language: str = "en"
     timezone: str = "UTC"
     cert_expires_ms: int | None = None  # cert_expiring: the certificate's notAfter
+    # the other monitors an incident concerns (id -> name): those depending on its monitor that
+    # failed with it (engine/dependencies.py)
+    affected: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:

@@ -36,7 +36,8 @@ class PagerDuty(HttpNotifier):
                               "source": message.monitor_name or "probe",
                               "severity": message.severity, "timestamp": iso_utc(message.at_ms),
                               "custom_details": {"reason": message.reason, "body": message.body,
-                                                 "impact": message.impact}}
+                                                 "impact": message.impact,
+                                                 "also_affected": list(message.affected.values())}}
             if message.url:
                 doc["links"] = [{"href": message.url, "text": "Status page"}]
         return Request(self.options.url, as_json(doc))

@@ -30,6 +30,7 @@ def event_document(message: Message) -> dict:
         "reason": message.reason,
         "body": message.body,
         "monitor": {"id": message.monitor_id, "name": message.monitor_name},
+        "affected": [{"id": key, "name": name} for key, name in message.affected.items()],
         "incident": {"id": message.incident_id, "title": message.title, "impact": message.impact,
                      "url": message.url or None},
         "started_at": iso_utc(message.started_ms),

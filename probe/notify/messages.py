@@ -46,7 +46,12 @@ class Messages:
             monitor_name=monitor_name, reason=event.reason or incident.reason, impact=incident.impact.value,
             body=event.body or default_body(incident.status, language), incident_id=incident.id,
             started_ms=incident.started_ms, at_ms=event.at_ms, resolved_ms=incident.resolved_ms,
-            url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone)
+            url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone,
+            affected=self._names(incident.affected) if incident.monitor_id else {})
+
+    def _names(self, monitor_ids) -> dict[str, str]:
+        monitors = (self.config.monitor(m) for m in monitor_ids)
+        return {m.id: m.display_name for m in monitors if m is not None}
 
     def maintenance(self, channel: NotifierConfig, window: MaintenanceWindow, edge: str, at: int) -> Message:
         """A window's start or end (`edge`); "scheduled" announces it ahead."""

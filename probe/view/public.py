@@ -175,6 +175,15 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
                       windows)
 
 
+def neighbours(probe, view: PublicView, monitor_id: str) -> tuple[list[MonitorView], list[MonitorView]]:
+    """The public monitors this one depends on directly, and those that depend on it directly."""
+    config = probe.config
+    monitor = config.monitor(monitor_id)
+    upstream = [view.monitor(p) for p in (monitor.depends_on if monitor else ())]
+    downstream = [view.monitor(m.id) for m in config.monitors if monitor_id in m.depends_on]
+    return [v for v in upstream if v is not None], [v for v in downstream if v is not None]
+
+
 def overall_status(statuses: list[str]) -> str:
     if not statuses:
         return "operational"
