@@ -15,9 +15,10 @@ from probe.checks.base import Check, Ping
 from probe.config.loader import Config, MonitorConfig
 from probe.core.calendar import Calendar
 from probe.core.events import EventBus
-from probe.core.models import CheckResult, MaintenanceWindow, ResultRecord
+from probe.core.models import CheckResult, ConnectivityChange, MaintenanceWindow, ResultRecord, Status
 from probe.core.units import now_ms
 from probe.engine.incidents import IncidentEngine
+from probe.engine.connectivity import Connectivity
 from probe.engine.maintenance import Maintenance
 from probe.engine.passive import Fed, Passive
 from probe.engine.runner import CheckRunner
@@ -48,6 +49,8 @@ class Probe:
         self.runner = CheckRunner()
         self.scheduler = Scheduler(self.run_monitor)
         self.passive = Passive(self.store, self.submit)  # monitors fed by reports (push), not run
+        # [server] settings wait for a restart, so the targets are fixed for the process's life
+        self.connectivity = Connectivity(config.server.connectivity, self.store, self._connectivity_changed)
         self.monitors: dict[str, Monitor] = {}
         self.latest: dict[str, ResultRecord] = {}
         self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
@@ -66,6 +69,7 @@ class Probe:
         await self.maintenance.load()
         await self.notify.start()
         await self.certs.start()
+        await self.connectivity.start()
         self.started_ms = now_ms()
         await self._watch_passive()
         self._schedule_active()
@@ -78,6 +82,7 @@ class Probe:
     async def stop(self, flush_timeout: float = 10.0) -> None:
         await self.scheduler.stop()
         await self.passive.stop()
+        await self.connectivity.stop()
         await self.certs.stop()
         await self.notify.stop()
         try:
@@ -131,15 +136,29 @@ class Probe:
             return
         started_ms = now_ms()
         result = await self.runner.run(monitor.config, monitor.check)
+        # A failure first asks whether probe's own network is down ([server] connectivity).
+        offline = result.status is not Status.UP and not await self.connectivity.confirm()
         if self.monitors.get(monitor_id) is not monitor:
             return  # removed or replaced by a reload while the check ran
-        self.submit(monitor.config, result, started_ms, scheduled_ms)
+        self.submit(monitor.config, result, started_ms, scheduled_ms, offline)
 
-    def submit(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, scheduled_ms: int | None = None) -> None:
-        """A check's result, run or fed, as of `ts_ms` (when it was due: a fed result has no lateness)."""
+    def submit(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, scheduled_ms: int | None = None,
+               offline: bool | None = None) -> None:
+        """A check's result, run or fed, as of `ts_ms` (when it was due: a fed result has no lateness).
+        `offline` None: a failure is offline while probe's own network is known to be down."""
+        if offline is None:
+            offline = result.status is not Status.UP and not self.connectivity.ok
         self.record(monitor, ResultRecord(
             monitor.id, ts_ms, ts_ms if scheduled_ms is None else scheduled_ms, result.status, result.reason,
-            result.latency_ms, result.details, self.in_maintenance(monitor.id, ts_ms)))
+            result.latency_ms, result.details, self.in_maintenance(monitor.id, ts_ms), offline))
+
+    async def _connectivity_changed(self, change: ConnectivityChange) -> None:
+        if change.lost:
+            log.warning("connectivity lost: no target answered; failures are recorded as no data and open "
+                        "no incident until one does %s", " ".join(f"{t}={r!r}" for t, r in change.failures.items()))
+        else:
+            log.warning("connectivity restored after %.0fs", (change.at_ms - change.since_ms) / 1000)
+        await self.notify.queue_connectivity(change)
 
     def record(self, monitor: MonitorConfig, record: ResultRecord) -> None:
         """Decide, then queue: the result and the transitions it caused share one transaction."""
@@ -191,6 +210,8 @@ class Probe:
             "last_commit_ms": self.store.last_commit_ms,
             "started_ms": self.started_ms,
             "config": self.watcher.status() if self.watcher else None,
+            # Not a problem of probe's own (no 503: a restart would not bring the network back).
+            "connectivity": self.connectivity.health(),
         }
 
     def _database_health(self) -> dict:

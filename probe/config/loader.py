@@ -50,6 +50,8 @@ class ServerConfig:
     metrics: bool = True  # serve /metrics (Prometheus) for the operator's scraper
     metrics_token: str = ""  # when set, /metrics wants "Authorization: Bearer <token>"
     admin_token: str = ""  # when empty, no admin route exists at all
+    # targets up whenever probe's own network is ("1.1.1.1:53", "https://example.org/"); off when empty
+    connectivity: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -63,6 +65,21 @@ class ServerConfig:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             yield "listen", f'must be "host:port", e.g. "127.0.0.1:8080" (got {show(self.listen)})'
+        for i, target in enumerate(self.connectivity):
+            problem = _target_problem(target)
+            if problem:
+                yield f"connectivity[{i}]", problem
+
+
+def _target_problem(target: str) -> str | None:
+    """A connectivity target is an http(s) URL or "host:port"."""
+    if target.startswith(_WEB):
+        return None if len(target) > len("https://") else f"must name a host (got {show(target)})"
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f'must be "host:port" or an http(s) URL, e.g. "1.1.1.1:53" (got {show(target)})'
+    problem = checks.base.host_problem(host.strip("[]"))
+    return f"host {problem}" if problem else None
 
 
 @dataclass(frozen=True)

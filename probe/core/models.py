@@ -57,6 +57,9 @@ class ResultRecord:
     latency_ms: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     in_maintenance: bool = False
+    # Taken while probe's own network was down ([server] connectivity): a failure then says
+    # nothing about the target, so it opens nothing and counts as no data.
+    offline: bool = False
 
     @property
     def late_ms(self) -> int:
@@ -145,6 +148,16 @@ class IncidentUpdate:
     kind: str  # open | escalate | reopen | resolve | update
     author: str
     created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectivityChange:
+    """probe's own network went down (every connectivity target failed) or came back."""
+
+    lost: bool
+    since_ms: int  # when it was lost
+    at_ms: int  # when this was seen
+    failures: dict[str, str] = field(default_factory=dict)  # target -> why, in the round that saw it
 
 
 @dataclass(frozen=True, slots=True)

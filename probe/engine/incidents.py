@@ -9,6 +9,7 @@ Per monitor:
 - a failure that starts within `reopen_window` of the last resolve reopens that incident
   instead of opening a new one, so a flapping monitor keeps one incident;
 - results taken during maintenance never open or escalate an incident;
+- failures taken while probe's own network was down (`offline`) change nothing;
 - while a monitor it depends on is failing, a monitor opens no incident of its own: it is
   listed as affected in that monitor's incident (engine/dependencies.py). When that one
   recovers, a dependent still failing opens its own at once, from its first failure.
@@ -75,6 +76,8 @@ class Transition:
 def step(t: Tracker, r: ResultRecord, rules: Rules, new_id=lambda: 0, held: bool = False) -> list[Transition]:
     """Feed one result to a tracker; return what happened to its incident (usually nothing).
     `held`: a monitor this one depends on is failing, so its failures open nothing."""
+    if r.offline and r.status is not Status.UP:
+        return []  # probe's own network was down: the failure says nothing about the target
     t.last_ms, t.last_reason = r.ts_ms, r.reason
     if r.status is Status.UP:
         return _on_good(t, r, rules)
@@ -246,6 +249,7 @@ class IncidentEngine:
 
 def _count_streaks(t: Tracker, tail: list[ResultRecord]) -> None:
     """Set the streak counters from the newest results (oldest first)."""
+    tail = [r for r in tail if not (r.offline and r.status is not Status.UP)]  # as step() ignores them
     if not tail:
         return
     t.last_ms, t.last_reason = tail[-1].ts_ms, tail[-1].reason

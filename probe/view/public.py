@@ -201,8 +201,9 @@ def overall_status(statuses: list[str]) -> str:
 
 def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool) -> MonitorView:
     latest = probe.latest.get(monitor.id)
-    status = "unknown"
-    if latest is not None and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
+    status = "unknown"  # also while probe's own network is down: its failures claim no outage
+    if latest is not None and not latest.offline \
+            and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
         status = latest.status.label
     if in_maintenance:
         status = "maintenance"

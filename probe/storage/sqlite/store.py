@@ -23,7 +23,7 @@ from probe.core.models import IncidentEvent, ResultRecord, Status
 from probe.core.units import now_ms
 from probe.storage.interface import StoreError
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
-from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE, Bucket, LastResult, Rollups
 from probe.storage.sqlite.migrations import migrate
 from probe.storage.sqlite.reads import Reads, _chunks
 from probe.storage.sqlite.records import Records
@@ -163,14 +163,16 @@ class SqliteStore(BatchWriter, Reads, Records):
     async def _load_last(self, mid: int, interval_ms: int) -> None:
         last = self.rollups.last
         if mid in last:
-            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms)
+            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms,
+                                   last[mid].offline)
         else:
             async with self.writer.execute(
                     "SELECT ts, status, flags FROM results WHERE monitor=? ORDER BY ts DESC LIMIT 1", (mid,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return
-            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms)
+            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms,
+                                   bool(row[2] & FLAG_OFFLINE))
         self.last_committed[mid] = last[mid]
 
     # ---- writing ----------------------------------------------------------------------
@@ -341,5 +343,5 @@ def _result_row(mid: int, record: ResultRecord, reason_id: int) -> tuple:
     details = None
     if record.status is not Status.UP and record.details:
         details = json.dumps(record.details, separators=(",", ":"), default=str)
-    flags = FLAG_MAINTENANCE if record.in_maintenance else 0
+    flags = (FLAG_MAINTENANCE if record.in_maintenance else 0) | (FLAG_OFFLINE if record.offline else 0)
     return (mid, record.ts_ms, record.late_ms, int(record.status), latency, flags, reason_id, details)
