@@ -48,7 +48,7 @@ class Probe:
         self.stats = Stats(self.store)
         self.runner = CheckRunner()
         self.scheduler = Scheduler(self.run_monitor)
-        self.passive = Passive(self.store, self.submit)  # monitors fed by reports (push), not run
+        self.passive = Passive(self.store, self._submit_fed)  # monitors fed by reports (push), not run
         # [server] settings wait for a restart, so the targets are fixed for the process's life
         self.connectivity = Connectivity(config.server.connectivity, self.store, self._connectivity_changed)
         self.monitors: dict[str, Monitor] = {}
@@ -151,6 +151,9 @@ class Probe:
         self.record(monitor, ResultRecord(
             monitor.id, ts_ms, ts_ms if scheduled_ms is None else scheduled_ms, result.status, result.reason,
             result.latency_ms, result.details, self.in_maintenance(monitor.id, ts_ms), offline))
+
+    def _submit_fed(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, offline: bool | None) -> None:
+        self.submit(monitor, result, ts_ms, offline=offline)
 
     async def _connectivity_changed(self, change: ConnectivityChange) -> None:
         if change.lost:

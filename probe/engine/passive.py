@@ -41,7 +41,8 @@ LIMITED_KEYS = 100_000  # keys whose recent reports are remembered (the oldest a
 START_KEY = "passive_start:"  # meta: a run's start, per monitor (a start records no result)
 MAX_DUE_PER_WAKE = 1000  # missed slots recorded before the event loop gets a turn
 
-Submit = Callable[[Any, CheckResult, int], None]  # (monitor config, result, time of the result)
+# (monitor config, result, time of the result, offline: None when it depends on probe's own network)
+Submit = Callable[[Any, CheckResult, int, "bool | None"], None]
 
 
 class Fed(enum.Enum):
@@ -143,7 +144,9 @@ class Passive:
             self._wake.set()
             await self.store.meta_set(START_KEY + monitor_id, str(ping.at_ms))
         else:
-            self._submit(watched.config, apply_degraded_latency(result, watched.config.degraded_latency), ping.at_ms)
+            # A report that arrived is the job's own word, whatever the state of probe's network.
+            self._submit(watched.config, apply_degraded_latency(result, watched.config.degraded_latency), ping.at_ms,
+                         False)
         return Fed.ACCEPTED
 
     # ---- what is due when no report comes ---------------------------------------------
@@ -168,7 +171,8 @@ class Passive:
             if due is not None and due.fire_ms <= now:
                 watched.state = due.then
                 result = dataclasses.replace(due.result, details=due.result.details | {"detected_ms": now})
-                self._submit(watched.config, result, due.ts_ms)
+                # A report that did not come may be probe's own network's fault: the service decides.
+                self._submit(watched.config, result, due.ts_ms, None)
                 recorded += 1
             self._queue(monitor_id)
         return recorded
@@ -205,7 +209,7 @@ class StoredHistory(History):
             if self._store is None:
                 if not self.path.exists():
                     return None, None
-                store = open_storage(self.path, self.calendar)
+                store = open_storage(self.path, self.calendar, read_only=True)
                 await store.open()
                 self._store = store
         recent = await self._store.recent_results(monitor_id, 1)

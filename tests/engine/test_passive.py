@@ -23,7 +23,9 @@ def test_a_bucket_remembers_a_bounded_number_of_keys():
 
 
 class Recorded(list):
-    def __call__(self, config, result, ts_ms):
+    def __call__(self, config, result, ts_ms, offline):
+        # a report that came is never offline; a missed one is for the service to judge
+        assert offline is (None if "due_ms" in result.details else False)
         self.append((config.id, result, ts_ms))
 
 

@@ -36,19 +36,40 @@ async def test_while_cut_off_the_operator_hears_it_and_the_public_sees_no_outage
         timeout = "400ms"
         failure_threshold = 1
         notify = ["hook"]
+        [[monitors]]
+        id = "silent-job"
+        type = "push"
+        token = "silent-job-token-0123456789"
+        period = "1s"
+        grace = "1s"
+        failure_threshold = 1
+        [[monitors]]
+        id = "failing-job"
+        type = "push"
+        token = "failing-job-token-0123456789"
+        period = "1h"
+        grace = "1m"
+        failure_threshold = 1
     """)), flush_interval=0.05)
     client = TestClient(TestServer(create_app(probe), host="127.0.0.1"))
     await client.start_server()
     try:
         await receiver.wait_for(1)
-        await asyncio.sleep(1.5)  # three more failed checks: nothing more is said, nothing opens
+        assert (await client.get("/ping/failing-job-token-0123456789/fail")).status == 200
+        for _ in range(50):  # the silent job's first slot is a second after the start, plus a second's grace
+            await probe.store.flush()
+            if await probe.store.results("silent-job"):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # more failed checks: nothing more is said or opens
         health = await client.get("/healthz")
         connectivity = (await health.json())["connectivity"]
         metrics = await (await client.get("/metrics")).text()
         page = await (await client.get("/")).text()
-        status = await (await client.get("/api/v2/status.json")).json()
+        statuses = {m["id"]: m["status"] for m in (await (await client.get("/api/v1/status")).json())["monitors"]}
         results = await (await client.get("/api/v1/monitors/web/results")).json()
         incidents = await probe.store.incidents()
+        missed = await probe.store.results("silent-job")
     finally:
         await client.close()
         await receiver.close()
@@ -59,6 +80,11 @@ async def test_while_cut_off_the_operator_hears_it_and_the_public_sees_no_outage
     assert (notice.json["type"], notice.json["event"], notice.json["status"]) == (
         "probe.connectivity_lost", "connectivity_lost", "down")
     assert target in notice.json["reason"]
-    assert incidents == []
-    assert "s-down" not in page and status["status"]["indicator"] == "none"
+    # A job's own failure report counts (it came over the network); its silence does not.
+    assert [i.monitor_id for i in incidents] == ["failing-job"]
+    assert missed and all(r.offline and "due_ms" in r.details for r in missed)
+    # Cut off, the website and the silent job show no data, not down; the job that said it failed is down.
+    assert statuses == {"web": "unknown", "silent-job": "unknown", "failing-job": "down"}
+    rows = dict(re.findall(r'<article class="monitor" id="m-([\w-]+)" data-status="(\w+)">', page))
+    assert rows == statuses
     assert results["results"] and all(r["offline"] for r in results["results"] if r["status"] == "down")

@@ -24,7 +24,7 @@ from probe.core.units import now_ms
 from probe.storage.interface import StoreError
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
 from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE, Bucket, LastResult, Rollups
-from probe.storage.sqlite.migrations import migrate
+from probe.storage.sqlite.migrations import MIGRATIONS, migrate
 from probe.storage.sqlite.reads import Reads, _chunks
 from probe.storage.sqlite.records import Records
 from probe.storage.writable import WriteState, problem_of
@@ -65,8 +65,10 @@ class SqliteStore(BatchWriter, Reads, Records):
     WRITE_ERRORS = (sqlite3.Error, OSError)
 
     def __init__(self, path: str | Path, calendar: Calendar | None = None, *,
-                 flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000) -> None:
+                 flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.calendar = calendar or Calendar("UTC")
         self.sums = RollupCache(self.calendar)  # the page's rollup sums, kept exact by `_commit`
         self.incidents_version = 0  # counts commits that changed incidents
@@ -93,6 +95,9 @@ class SqliteStore(BatchWriter, Reads, Records):
             raise StoreError(f"{problem_of(exc)} ({exc})") from None
 
     async def _open(self) -> None:
+        if self.read_only:
+            await self._open_to_read()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = await self._connect()
         await self._configure(self.writer)
@@ -106,6 +111,21 @@ class SqliteStore(BatchWriter, Reads, Records):
         await self._load_monitors()
         await self._check_calendar()
         self._start_writer()
+
+    async def _open_to_read(self) -> None:
+        """Beside a running `probe run` (`probe check`): the reader only, no migration, no calendar
+        rebuild, no writer; a file of another schema version is refused rather than changed."""
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: no such database")
+        self.reader = await self._connect()
+        await self.reader.execute("PRAGMA busy_timeout = 5000")
+        await self.reader.execute("PRAGMA query_only = ON")
+        async with self.reader.execute("PRAGMA user_version") as cur:
+            version = (await cur.fetchone())[0]
+        if version != len(MIGRATIONS):
+            raise StoreError(f"{self.path}: database schema {version}, this probe reads {len(MIGRATIONS)}; "
+                             "start probe run once to migrate it")
+        await self._load_monitors(self.reader)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = aiosqlite.connect(self.path)
@@ -135,8 +155,8 @@ class SqliteStore(BatchWriter, Reads, Records):
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.create_function("hist_merge", 2, histogram.merge_encoded, deterministic=True)
 
-    async def _load_monitors(self) -> None:
-        async with self.writer.execute("SELECT id, key FROM monitors") as cur:
+    async def _load_monitors(self, conn: aiosqlite.Connection | None = None) -> None:
+        async with (conn or self.writer).execute("SELECT id, key FROM monitors") as cur:
             for mid, key in await cur.fetchall():
                 self.monitor_ids[key] = mid
                 self.monitor_keys[mid] = key
