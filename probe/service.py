@@ -17,8 +17,8 @@ from probe.core.calendar import Calendar
 from probe.core.events import EventBus
 from probe.core.models import CheckResult, ConnectivityChange, MaintenanceWindow, ResultRecord, Status
 from probe.core.units import now_ms
-from probe.engine.incidents import IncidentEngine
 from probe.engine.connectivity import Connectivity
+from probe.engine.incidents import IncidentEngine
 from probe.engine.maintenance import Maintenance
 from probe.engine.passive import Fed, Passive
 from probe.engine.runner import CheckRunner

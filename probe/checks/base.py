@@ -82,7 +82,7 @@ class History:
     """What the caller stored about a monitor. The default knows nothing; `probe check` hands
     passive checks one that reads the database."""
 
-    async def last(self, monitor_id: str) -> tuple["ResultRecord | None", int | None]:
+    async def last(self, monitor_id: str) -> tuple[ResultRecord | None, int | None]:
         """The monitor's newest result and the start of a run not yet ended (ms), if any."""
         return None, None
 
@@ -133,7 +133,9 @@ class Check:
         """The secret that routes a report to this check."""
         raise NotImplementedError
 
-    def restore(self, last: "ResultRecord | None", started_ms: int | None, watching_since_ms: int) -> FedState:
+    def restore(self, last: ResultRecord | None, started_ms: int | None, watching_since_ms: int) -> FedState:
+        """The state from the monitor's newest result and a run's pending start; slots before
+        `watching_since_ms` (when probe started) are not judged."""
         raise NotImplementedError
 
     def feed(self, ping: Ping, state: FedState) -> tuple[CheckResult | None, FedState]:
