@@ -11,14 +11,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 from probe import __version__
-from probe.checks.base import Check
+from probe.checks.base import Check, Ping
 from probe.config.loader import Config, MonitorConfig
 from probe.core.calendar import Calendar
 from probe.core.events import EventBus
-from probe.core.models import MaintenanceWindow, ResultRecord
+from probe.core.models import CheckResult, ConnectivityChange, MaintenanceWindow, ResultRecord, Status
 from probe.core.units import now_ms
+from probe.engine.connectivity import Connectivity
 from probe.engine.incidents import IncidentEngine
 from probe.engine.maintenance import Maintenance
+from probe.engine.passive import Fed, Passive
 from probe.engine.runner import CheckRunner
 from probe.engine.scheduler import Scheduler
 from probe.notify.certs import CertificateNotices
@@ -46,6 +48,9 @@ class Probe:
         self.stats = Stats(self.store)
         self.runner = CheckRunner()
         self.scheduler = Scheduler(self.run_monitor)
+        self.passive = Passive(self.store, self._submit_fed)  # monitors fed by reports (push), not run
+        # [server] settings wait for a restart, so the targets are fixed for the process's life
+        self.connectivity = Connectivity(config.server.connectivity, self.store, self._connectivity_changed)
         self.monitors: dict[str, Monitor] = {}
         self.latest: dict[str, ResultRecord] = {}
         self.check_counts: Counter[tuple[str, str]] = Counter()  # (monitor, status) since start: /metrics
@@ -59,20 +64,25 @@ class Probe:
         await self.store.open()
         self.store.subscribe(self.bus.publish)
         await self._load_monitors(self.config.monitors)
+        self.engine.configure(self.config.monitors)
         await self.engine.restore(self.config.monitors)
         await self.maintenance.load()
         await self.notify.start()
         await self.certs.start()
-        for monitor in self.config.monitors:
-            self.scheduler.schedule(monitor.id, monitor.interval)
+        await self.connectivity.start()
+        self.started_ms = now_ms()
+        await self._watch_passive()
+        self._schedule_active()
         self.scheduler.add_periodic("prune", self.prune, every=PRUNE_EVERY_S, first_in=60)
         self.scheduler.start()
-        self.started_ms = now_ms()
+        self.passive.start()
         log.info("probe started version=%s monitors=%d database=%s", __version__,
                  len(self.monitors), self.store.describe())
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         await self.scheduler.stop()
+        await self.passive.stop()
+        await self.connectivity.stop()
         await self.certs.stop()
         await self.notify.stop()
         try:
@@ -95,14 +105,30 @@ class Probe:
         old = set(self.monitors)
         await self._load_monitors(config.monitors)
         for monitor_id in old - set(self.monitors):
-            self.scheduler.unschedule(monitor_id)
             self.engine.forget(monitor_id)
             self.latest.pop(monitor_id, None)
+        self.engine.configure(config.monitors)
         await self.engine.restore([m for m in config.monitors if m.id not in old])
-        for monitor in config.monitors:
-            self.scheduler.schedule(monitor.id, monitor.interval)
         self.config = config
+        await self._watch_passive()
+        self._schedule_active()
         await self.notify.apply(config)
+
+    def _schedule_active(self) -> None:
+        """The scheduler runs the checks that are run; passive ones are fed (see probe/engine/passive.py)."""
+        active = {m.config.id: m.config.interval for m in self.monitors.values() if not m.check.passive}
+        for monitor_id in self.scheduler.monitor_ids() - set(active):
+            self.scheduler.unschedule(monitor_id)
+        for monitor_id, interval in active.items():
+            self.scheduler.schedule(monitor_id, interval)
+
+    async def _watch_passive(self) -> None:
+        await self.passive.load(((m.config, m.check) for m in self.monitors.values()), self.latest,
+                                self.started_ms or now_ms())
+
+    async def feed(self, key: str, ping: Ping) -> Fed:
+        """A report for a passive monitor (a push), from the web route."""
+        return await self.passive.feed(key, ping)
 
     async def run_monitor(self, monitor_id: str, scheduled_ms: int) -> None:
         monitor = self.monitors.get(monitor_id)
@@ -110,11 +136,32 @@ class Probe:
             return
         started_ms = now_ms()
         result = await self.runner.run(monitor.config, monitor.check)
+        # A failure first asks whether probe's own network is down ([server] connectivity).
+        offline = result.status is not Status.UP and not await self.connectivity.confirm()
         if self.monitors.get(monitor_id) is not monitor:
             return  # removed or replaced by a reload while the check ran
-        self.record(monitor.config, ResultRecord(
-            monitor_id, started_ms, scheduled_ms, result.status, result.reason, result.latency_ms,
-            result.details, self.in_maintenance(monitor_id, started_ms)))
+        self.submit(monitor.config, result, started_ms, scheduled_ms, offline)
+
+    def submit(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, scheduled_ms: int | None = None,
+               offline: bool | None = None) -> None:
+        """A check's result, run or fed, as of `ts_ms` (when it was due: a fed result has no lateness).
+        `offline` None: a failure is offline while probe's own network is known to be down."""
+        if offline is None:
+            offline = result.status is not Status.UP and not self.connectivity.ok
+        self.record(monitor, ResultRecord(
+            monitor.id, ts_ms, ts_ms if scheduled_ms is None else scheduled_ms, result.status, result.reason,
+            result.latency_ms, result.details, self.in_maintenance(monitor.id, ts_ms), offline))
+
+    def _submit_fed(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, offline: bool | None) -> None:
+        self.submit(monitor, result, ts_ms, offline=offline)
+
+    async def _connectivity_changed(self, change: ConnectivityChange) -> None:
+        if change.lost:
+            log.warning("connectivity lost: no target answered; failures are recorded as no data and open "
+                        "no incident until one does %s", " ".join(f"{t}={r!r}" for t, r in change.failures.items()))
+        else:
+            log.warning("connectivity restored after %.0fs", (change.at_ms - change.since_ms) / 1000)
+        await self.notify.queue_connectivity(change)
 
     def record(self, monitor: MonitorConfig, record: ResultRecord) -> None:
         """Decide, then queue: the result and the transitions it caused share one transaction."""
@@ -166,6 +213,8 @@ class Probe:
             "last_commit_ms": self.store.last_commit_ms,
             "started_ms": self.started_ms,
             "config": self.watcher.status() if self.watcher else None,
+            # Not a problem of probe's own (no 503: a restart would not bring the network back).
+            "connectivity": self.connectivity.health(),
         }
 
     def _database_health(self) -> dict:

@@ -6,8 +6,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from probe.checks.base import Ping
 from probe.config.loader import load_config
 from probe.core.models import EventKind, Impact, Status
+from probe.core.units import now_ms
+from probe.engine.passive import Fed
 from probe.service import Probe
 from probe.web.app import create_app
 
@@ -223,3 +226,33 @@ async def test_a_late_older_result_is_stored_but_does_not_replace_the_monitors_l
         await probe.store.close()
     assert probe.latest["web"].ts_ms == now and probe.latest["web"].status is Status.UP
     assert sorted(r.ts_ms for r in stored) == [now - 400, now]
+
+
+async def test_a_reload_that_turns_a_checked_monitor_into_a_push_monitor_stops_checking_it(write_config):
+    async with Target() as target:
+        probe = Probe(config_for(write_config, target.url), flush_interval=0.05)
+        await probe.start()
+        try:
+            assert probe.scheduler.monitor_ids() == {"web"}
+            pushed = load_config(write_config("""
+                [storage]
+                path = "probe.db"
+                [[monitors]]
+                id = "web"
+                type = "push"
+                token = "web-push-token-0123456789"
+                period = "1h"
+                grace = "5m"
+            """))
+            await probe.apply(pushed)
+            assert probe.scheduler.monitor_ids() == set()
+            assert set(probe.passive.watched) == {"web"}
+            await asyncio.sleep(3 * INTERVAL)
+            await probe.store.flush()
+            before = len(await probe.store.results("web"))
+            await asyncio.sleep(3 * INTERVAL)
+            await probe.store.flush()
+            assert len(await probe.store.results("web")) == before  # no check ran since
+            assert await probe.feed("web-push-token-0123456789", Ping(now_ms(), "success")) is Fed.ACCEPTED
+        finally:
+            await probe.stop()

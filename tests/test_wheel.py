@@ -45,7 +45,7 @@ async def test_the_built_wheel_installs_into_a_clean_venv_and_serves_the_page(tm
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, capture_output=True)
     probe = str(venv / "bin" / "probe")
     out = subprocess.run([probe, "validate", "-c", str(ROOT / "config.example.toml")], capture_output=True, text=True)
-    assert out.returncode == 0 and "ok (4 monitors)" in out.stdout, out.stderr
+    assert out.returncode == 0 and "ok (5 monitors)" in out.stdout, out.stderr
 
     port = free_port()
     config = tmp_path / "config.toml"

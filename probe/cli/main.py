@@ -115,7 +115,7 @@ def cmd_check(args) -> int:
     monitors = _select(config, args.ids)
     if monitors is None:
         return EXIT_USAGE
-    results = asyncio.run(_check_all(monitors))
+    results = asyncio.run(_check_all(config, monitors))
     print(_table(monitors, results))
     return EXIT_DOWN if any(r.status is Status.DOWN for r in results) else 0
 
@@ -129,10 +129,13 @@ def _select(config: Config, ids: list[str]):
     return None if unknown else [config.monitor(i) for i in ids]
 
 
-async def _check_all(monitors):
+async def _check_all(config: Config, monitors):
+    from probe.core.calendar import Calendar
+    from probe.engine.passive import StoredHistory
     from probe.engine.runner import CheckRunner
 
-    runner = CheckRunner()
+    # Push monitors are not run: they report what `probe run` stored of them.
+    runner = CheckRunner(history=StoredHistory(config.storage_target, Calendar(config.page.tz)))
     try:
         return await asyncio.gather(*(runner.run(m, m.make_check()) for m in monitors))
     finally:

@@ -5,6 +5,7 @@ mistake, each naming the file, the place (section or monitor), the key and the p
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -50,6 +51,8 @@ class ServerConfig:
     metrics: bool = True  # serve /metrics (Prometheus) for the operator's scraper
     metrics_token: str = ""  # when set, /metrics wants "Authorization: Bearer <token>"
     admin_token: str = ""  # when empty, no admin route exists at all
+    # targets up whenever probe's own network is ("1.1.1.1:53", "https://example.org/"); off when empty
+    connectivity: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -63,6 +66,21 @@ class ServerConfig:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             yield "listen", f'must be "host:port", e.g. "127.0.0.1:8080" (got {show(self.listen)})'
+        for i, target in enumerate(self.connectivity):
+            problem = _target_problem(target)
+            if problem:
+                yield f"connectivity[{i}]", problem
+
+
+def _target_problem(target: str) -> str | None:
+    """A connectivity target is an http(s) URL or "host:port"."""
+    if target.startswith(_WEB):
+        return None if len(target) > len("https://") else f"must name a host (got {show(target)})"
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f'must be "host:port" or an http(s) URL, e.g. "1.1.1.1:53" (got {show(target)})'
+    problem = checks.base.host_problem(host.strip("[]"))
+    return f"host {problem}" if problem else None
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,7 @@ class MonitorSettings:
     public: bool = True
     show_target: bool = False
     notify: tuple[str, ...] = ()  # ids of [[notifiers]] told about this monitor's incidents
+    depends_on: tuple[str, ...] = ()  # ids of monitors it needs: while one has an incident, that one speaks for it
 
     def problems(self):
         yield from positive("interval", self.interval, duration=True)
@@ -223,7 +242,9 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
             problems.add("", None, unknown_key_message(key, TOP_LEVEL) + " at the top level")
     sections = {name: _section(data, name, cls, problems) for name, cls in SECTIONS.items()}
     defaults = _defaults(data.get("defaults", {}), problems)
-    monitors = _monitors(data.get("monitors", []), defaults, problems)
+    monitors = _monitors(data.get("monitors", []), defaults, problems, sections["page"].timezone)
+    _check_keys_unique(monitors, problems)
+    _check_dependencies(monitors, problems)
     channels = parse_notifiers(data.get("notifiers", []), problems)
     windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems,
                                 sections["page"].timezone)
@@ -232,6 +253,65 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
                                     {m.group for m in monitors if m.group}, problems)
     return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
                   subscribers=subscribers, **sections)
+
+
+def _check_keys_unique(monitors, problems: Problems) -> None:
+    """A passive check's key (a push token) routes reports to one monitor only."""
+    owners: dict[str, int] = {}
+    for index, monitor in enumerate(monitors):
+        check = checks.REGISTRY[monitor.type]
+        if not check.passive:
+            continue
+        key = monitor.make_check().key()
+        if key in owners:  # never the key itself in the message: it is a secret
+            first = monitors[owners[key]]
+            problems.add(f'monitors[{index}] "{monitor.id}"', "token",
+                         f'is already used by monitors[{owners[key]}] "{first.id}" (each push monitor needs its own)')
+        else:
+            owners[key] = index
+
+
+def _check_dependencies(monitors, problems: Problems) -> None:
+    """depends_on names monitors that exist, and never leads back to where it started."""
+    index = {m.id: i for i, m in enumerate(monitors)}
+    for i, monitor in enumerate(monitors):
+        for parent in monitor.depends_on:
+            if parent not in index:
+                problems.add(f'monitors[{i}] "{monitor.id}"', "depends_on",
+                             f"names no [[monitors]] entry (got {show(parent)})")
+    graph = {m.id: [p for p in m.depends_on if p in index] for m in monitors}
+    for cycle in _cycles(graph):
+        first = min(cycle, key=index.__getitem__)  # reported once, at the cycle's first monitor in the file
+        at = cycle.index(first)
+        path = cycle[at:] + cycle[:at] + [first]
+        problems.add(f'monitors[{index[first]}] "{first}"', "depends_on", "makes a cycle: " + " → ".join(path))
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Each cycle of the graph once (as the list of its members, in order), found by depth-first search."""
+    found, seen, state = [], set(), {}
+    for start in graph:
+        if start in state:
+            continue
+        stack = [(start, iter(graph[start]))]
+        path, state[start] = [start], "open"
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                state[node] = "done"
+            elif state.get(child) == "open":
+                cycle = path[path.index(child):]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    found.append(cycle)
+            elif child not in state:
+                state[child] = "open"
+                path.append(child)
+                stack.append((child, iter(graph[child])))
+    return found
 
 
 def _check_notify_ids(monitors, notifier_ids: set[str], problems: Problems) -> None:
@@ -285,12 +365,14 @@ def _defaults(table: Any, problems: Problems) -> dict[str, Any]:
     return good
 
 
-def _monitors(items: Any, defaults: dict[str, Any], problems: Problems) -> tuple[MonitorConfig, ...]:
+def _monitors(items: Any, defaults: dict[str, Any], problems: Problems,
+              timezone: str = "UTC") -> tuple[MonitorConfig, ...]:
     return load_entries(items, "monitors", problems,
-                        lambda table, place: _monitor(table, defaults, problems, place))
+                        lambda table, place: _monitor(table, defaults, problems, place, timezone))
 
 
-def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> MonitorConfig | None:
+def _monitor(table: dict, defaults: dict, problems: Problems, place: str,
+             timezone: str = "UTC") -> MonitorConfig | None:
     kind = table.get("type")
     check = checks.REGISTRY.get(kind) if isinstance(kind, str) else None
     if check is None:
@@ -298,7 +380,8 @@ def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> Mon
         problems.add(place, "type", "is required" if kind is None else f"must be one of {known} (got {show(kind)})")
         return None
     option_keys = set(field_types(check.Options))
-    merged = {k: v for k, v in defaults.items() if k in COMMON_KEYS or k in option_keys} | table
+    page_zone = {"timezone": timezone} if "timezone" in option_keys else {}  # a schedule's default zone
+    merged = page_zone | {k: v for k, v in defaults.items() if k in COMMON_KEYS or k in option_keys} | table
     before = len(problems.lines)
     for key in merged:
         if key not in COMMON_KEYS and key not in option_keys:
@@ -314,6 +397,12 @@ def _monitor(table: dict, defaults: dict, problems: Problems, place: str) -> Mon
         return None
     for key, message in check.problems_with(settings, options):
         problems.add(place, key, message)
+    rhythm = check.rhythm(options)
+    if rhythm is not None and "interval" in table:
+        problems.add(place, "interval", f"does not apply to type {show(kind)}: its schedule or period sets when "
+                                        "results are expected")
     if len(problems.lines) > before:
         return None
+    if rhythm is not None:  # the results' rhythm is the check's own: it stands for interval everywhere
+        settings = dataclasses.replace(settings, interval=rhythm)
     return MonitorConfig(settings=settings, options=options)

@@ -57,6 +57,9 @@ class ResultRecord:
     latency_ms: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     in_maintenance: bool = False
+    # Taken while probe's own network was down ([server] connectivity): a failure then says
+    # nothing about the target, so it opens nothing and counts as no data.
+    offline: bool = False
 
     @property
     def late_ms(self) -> int:
@@ -87,10 +90,11 @@ class EventKind(str, enum.Enum):
     UPDATED = "update"  # a person posted an update (or changed the title or impact)
     POSTMORTEM = "postmortem"  # a person published the postmortem
     EDITED = "edit"  # a person changed the title or impact (no timeline entry)
+    AFFECTED = "affect"  # a monitor that depends on the incident's failed: it is listed as affected
 
     @property
     def on_timeline(self) -> bool:
-        return self not in (EventKind.POSTMORTEM, EventKind.EDITED)
+        return self not in (EventKind.POSTMORTEM, EventKind.EDITED, EventKind.AFFECTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +108,9 @@ class Incident:
     resolved_ms: int | None = None
     reason: str = ""
     origin: str = "auto"  # auto (opened by the engine) | manual (opened by an operator)
-    affected: tuple[str, ...] = ()  # monitor ids a manual incident names
+    # monitor ids a manual incident names; for an automatic one, the monitors that depend on
+    # its monitor and failed while it was open (they have no incident of their own meanwhile)
+    affected: tuple[str, ...] = ()
     postmortem: str = ""  # markdown, once published
     postmortem_ms: int | None = None
 
@@ -114,7 +120,8 @@ class Incident:
 
     @property
     def monitor_ids(self) -> tuple[str, ...]:
-        return (self.monitor_id,) if self.monitor_id else self.affected
+        """Every monitor it concerns, its own monitor first."""
+        return (self.monitor_id, *self.affected) if self.monitor_id else self.affected
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,16 @@ class IncidentUpdate:
     kind: str  # open | escalate | reopen | resolve | update
     author: str
     created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectivityChange:
+    """probe's own network went down (every connectivity target failed) or came back."""
+
+    lost: bool
+    since_ms: int  # when it was lost
+    at_ms: int  # when this was seen
+    failures: dict[str, str] = field(default_factory=dict)  # target -> why, in the round that saw it
 
 
 @dataclass(frozen=True, slots=True)

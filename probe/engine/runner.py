@@ -20,8 +20,10 @@ log = logging.getLogger("probe.runner")
 
 
 class CheckRunner:
-    def __init__(self) -> None:
-        self._shared: dict[str, Any] = {}  # what checks need (see Check.needs), made on first use
+    def __init__(self, **provided: Any) -> None:
+        # What checks need (see Check.needs), made on first use; the caller may hand some in
+        # (`probe check` gives passive checks the database's history).
+        self._shared: dict[str, Any] = dict(provided)
 
     async def close(self) -> None:
         shared, self._shared = self._shared, {}
@@ -37,7 +39,7 @@ class CheckRunner:
 
     async def run(self, monitor, check: Check) -> CheckResult:
         progress = Progress()
-        ctx = CheckContext(timeout=monitor.timeout, progress=progress)
+        ctx = CheckContext(timeout=monitor.timeout, progress=progress, monitor_id=monitor.id)
         self._provide(check, ctx)
         started = time.perf_counter()
         try:

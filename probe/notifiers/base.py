@@ -19,7 +19,8 @@ import yarl
 
 from probe.config.schema import Duration, at_least, positive
 
-Event = Literal["open", "escalate", "update", "resolve", "remind", "maintenance", "cert_expiring"]
+Event = Literal["open", "escalate", "update", "resolve", "remind", "maintenance", "cert_expiring",
+                "connectivity_lost", "connectivity_restored"]
 EVENTS: tuple[str, ...] = get_args(Event)  # what a notifier's `events` may list (default: all)
 ANSWER_LIMIT = 64 * 1024  # read at most this much of a channel's answer
 
@@ -31,7 +32,7 @@ class Message:
 
     key: str  # unique per notifier: "event:41", "remind:7:3", "cert:web:1796000000:7", "test:..."; the webhook-id
     event: str  # open | escalate | reopen | update | resolve | remind | maintenance_start | maintenance_end
-    #             | cert_expiring | test
+    #             | cert_expiring | connectivity_lost | connectivity_restored | test
     status: str  # down | degraded | up | maintenance
     title: str  # "Website is down" (or the operator's title)
     monitor_id: str | None
@@ -47,6 +48,9 @@ class Message:
     language: str = "en"
     timezone: str = "UTC"
     cert_expires_ms: int | None = None  # cert_expiring: the certificate's notAfter
+    # the other monitors an incident concerns (id -> name): those depending on its monitor that
+    # failed with it (engine/dependencies.py)
+    affected: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:

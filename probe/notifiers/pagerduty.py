@@ -23,8 +23,9 @@ class PagerDuty(HttpNotifier):
     type = "pagerduty"
     Options = PagerDutyOptions
     limits = ((120, 60.0),)
-    # Not maintenance, not cert_expiring: a page wakes a person for an outage now, and these
-    # notices never resolve, so each would leave an alert open until someone closed it by hand.
+    # Not maintenance, not cert_expiring, not connectivity: a page wakes a person for an outage of
+    # a service now, and these notices never resolve (probe's own network comes back before a
+    # "lost" can even be sent), so each would leave an alert open until someone closed it by hand.
     handles = frozenset({"open", "escalate", "update", "resolve", "remind"})
 
     def request(self, message: Message) -> Request:
@@ -36,7 +37,8 @@ class PagerDuty(HttpNotifier):
                               "source": message.monitor_name or "probe",
                               "severity": message.severity, "timestamp": iso_utc(message.at_ms),
                               "custom_details": {"reason": message.reason, "body": message.body,
-                                                 "impact": message.impact}}
+                                                 "impact": message.impact,
+                                                 "also_affected": list(message.affected.values())}}
             if message.url:
                 doc["links"] = [{"href": message.url, "text": "Status page"}]
         return Request(self.options.url, as_json(doc))

@@ -22,7 +22,7 @@ class WebhookOptions:
 def event_document(message: Message) -> dict:
     """The webhook body; its fields are listed in the README ("Webhook events")."""
     return {
-        "type": "certificate.expiring" if message.event == "cert_expiring" else f"incident.{message.event}",
+        "type": _type(message.event),
         "id": message.key,
         "event": message.event,
         "summary": headline(message),
@@ -30,6 +30,7 @@ def event_document(message: Message) -> dict:
         "reason": message.reason,
         "body": message.body,
         "monitor": {"id": message.monitor_id, "name": message.monitor_name},
+        "affected": [{"id": key, "name": name} for key, name in message.affected.items()],
         "incident": {"id": message.incident_id, "title": message.title, "impact": message.impact,
                      "url": message.url or None},
         "started_at": iso_utc(message.started_ms),
@@ -38,6 +39,14 @@ def event_document(message: Message) -> dict:
         "at": iso_utc(message.at_ms),
         "cert_expires_at": iso_utc(message.cert_expires_ms),
     }
+
+
+def _type(event: str) -> str:
+    if event == "cert_expiring":
+        return "certificate.expiring"
+    if event.startswith("connectivity_"):
+        return f"probe.{event}"  # probe's own network, not an incident
+    return f"incident.{event}"
 
 
 def signature_key(secret: str) -> bytes:

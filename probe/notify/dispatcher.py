@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 
-from probe.core.models import EventKind, Impact, Incident, IncidentEvent
+from probe.core.models import ConnectivityChange, EventKind, Impact, Incident, IncidentEvent
 from probe.core.units import now_ms
 from probe.notifiers import REGISTRY, NotifierConfig
 from probe.notify.limits import Backoff
@@ -161,6 +161,15 @@ class Dispatcher:
         """The notifiers of these monitors that take `name` notices (no incident, so no min_impact)."""
         return [c for c in self._subscribers_of(monitor_ids)
                 if name in c.settings.events and name in REGISTRY[c.type].handles]
+
+    async def queue_connectivity(self, change: ConnectivityChange) -> int:
+        """probe's own network went down or came back: the operator's channels hear it, once (the
+        key is the moment it was lost); subscribers do not (it says nothing of the services)."""
+        name = "connectivity_lost" if change.lost else "connectivity_restored"
+        deliveries = [delivery(c.id, self.messages.connectivity(c, change)) for c in self.probe.config.notifiers
+                      if name in c.settings.events and name in REGISTRY[c.type].handles]
+        await self.outbox.enqueue(deliveries)
+        return len(deliveries)
 
     # ---- reminders and maintenance ----------------------------------------------------
 

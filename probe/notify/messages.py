@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from probe.core.models import EventKind, Impact, IncidentEvent, MaintenanceWindow
+from probe.core.models import ConnectivityChange, EventKind, Impact, IncidentEvent, MaintenanceWindow
 from probe.core.texts import default_body, display_title
 from probe.core.units import now_ms
 from probe.notifiers import Message, NotifierConfig
@@ -46,7 +46,12 @@ class Messages:
             monitor_name=monitor_name, reason=event.reason or incident.reason, impact=incident.impact.value,
             body=event.body or default_body(incident.status, language), incident_id=incident.id,
             started_ms=incident.started_ms, at_ms=event.at_ms, resolved_ms=incident.resolved_ms,
-            url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone)
+            url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone,
+            affected=self._names(incident.affected) if incident.monitor_id else {})
+
+    def _names(self, monitor_ids) -> dict[str, str]:
+        monitors = (self.config.monitor(m) for m in monitor_ids)
+        return {m.id: m.display_name for m in monitors if m is not None}
 
     def maintenance(self, channel: NotifierConfig, window: MaintenanceWindow, edge: str, at: int) -> Message:
         """A window's start or end (`edge`); "scheduled" announces it ahead."""
@@ -69,6 +74,19 @@ class Messages:
             monitor_name=monitor.display_name, reason="", impact="none", body=words(language)["cert_body"],
             incident_id=None, started_ms=at_ms, at_ms=at_ms, url=url, language=language,
             timezone=self.config.page.timezone, cert_expires_ms=expires_ts * 1000)
+
+    def connectivity(self, channel: NotifierConfig, change: ConnectivityChange) -> Message:
+        """probe's own network went down (every connectivity target failed) or came back."""
+        language = self._language(channel)
+        edge = "lost" if change.lost else "restored"
+        w = words(language)
+        reason = "; ".join(f"{target}: {why}" for target, why in change.failures.items()) if change.lost else ""
+        return Message(
+            key=f"connectivity_{edge}:{change.since_ms}", event=f"connectivity_{edge}",
+            status="down" if change.lost else "up", title=w[f"connectivity_{edge}_title"], monitor_id=None,
+            monitor_name="", reason=reason, impact="none", body=w[f"connectivity_{edge}_body"], incident_id=None,
+            started_ms=change.since_ms, at_ms=change.at_ms, resolved_ms=None if change.lost else change.at_ms,
+            url="", language=language, timezone=self.config.page.timezone)
 
     def test(self, channel: NotifierConfig) -> Message:
         """What `probe notify-test` sends."""

@@ -92,7 +92,9 @@ class Storage(Protocol):
         """Where the data is, for logs and the admin API (a path; never a password)."""
 
     # ---- life cycle
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Open (and migrate) the database; opened with `read_only=True` (`open_storage`), it only
+        reads, beside a running `probe run`, and writes nothing at all."""
     async def close(self) -> None: ...
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from probe.core.models import Impact, Incident, IncidentUpdate, ResultRecord, Status
 from probe.storage.rollcache import Entry
-from probe.storage.rollups import FLAG_MAINTENANCE
+from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE
 
 _MS_SUMS = ("CAST(sum(up_ms) AS BIGINT), CAST(sum(degraded_ms) AS BIGINT), CAST(sum(down_ms) AS BIGINT),"
             " CAST(sum(maint_ms) AS BIGINT), CAST(sum(maint_good_ms) AS BIGINT)")
@@ -44,7 +44,8 @@ class Reads:
             (mid, since_ms, until_ms if until_ms is not None else 2**62, limit))
         return [ResultRecord(monitor_id, ts, ts - late, Status(status),
                              reason, None if lat is None else lat / 1000,
-                             json.loads(details) if details else {}, bool(flags & FLAG_MAINTENANCE))
+                             json.loads(details) if details else {}, bool(flags & FLAG_MAINTENANCE),
+                             bool(flags & FLAG_OFFLINE))
                 for ts, late, status, lat, flags, reason, details in rows]
 
     async def rollup_sums(self, monitor_ids: list[int], res: int, start_ms: int, end_ms: int) -> dict[int, tuple]:

@@ -15,6 +15,7 @@ from probe.core.models import ResultRecord, Status
 from probe.storage.rollcache import DAILY, HOURLY
 
 FLAG_MAINTENANCE = 1  # results.flags: the result fell in a maintenance window
+FLAG_OFFLINE = 2  # results.flags: a failure while probe's own network was down (no data)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class LastResult:
     status: Status
     in_maintenance: bool
     interval_ms: int
+    offline: bool = False  # its time is no data (see FLAG_OFFLINE)
 
     @property
     def holds_until(self) -> int:
@@ -86,15 +88,17 @@ class Rollups:
 
     def add(self, mid: int, record: ResultRecord, interval_ms: int, buckets: dict) -> None:
         prev = self.last.get(mid)
-        if prev is not None and record.ts_ms > prev.ts_ms:
+        if prev is not None and record.ts_ms > prev.ts_ms and not prev.offline:
             self._add_time(mid, prev, prev.ts_ms, min(record.ts_ms, prev.holds_until), buckets)
         for res, start in ((HOURLY, hour_start(record.ts_ms)), (DAILY, self.calendar.day_start(record.ts_ms))):
             bucket = buckets.setdefault((mid, res, start), Bucket())
-            bucket.n[record.status] += 1
+            if not record.offline:
+                bucket.n[record.status] += 1
             if record.latency_ms is not None:
                 bucket.add_latency(record.latency_ms)
         if prev is None or record.ts_ms >= prev.ts_ms:
-            self.last[mid] = LastResult(record.ts_ms, record.status, record.in_maintenance, interval_ms)
+            self.last[mid] = LastResult(record.ts_ms, record.status, record.in_maintenance, interval_ms,
+                                        record.offline)
 
     def _add_time(self, mid: int, prev: LastResult, start: int, end: int, buckets: dict) -> None:
         """Credit [start, end) to prev's status, split at hour and local-day boundaries."""

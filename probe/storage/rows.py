@@ -10,10 +10,13 @@ from collections.abc import Iterable
 
 from probe.core.models import IncidentEvent, ResultRecord, Status
 from probe.storage.reads import _chunks
-from probe.storage.rollups import FLAG_MAINTENANCE
+from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE
 from probe.storage.writer import Batch
 
 REASON_CACHE = 50_000
+# Longer reasons (a push monitor's message: up to 10 kB of a job's log) are looked up in the
+# database each time: 50,000 of them in memory could be half a gigabyte.
+REASON_CACHE_CHARS = 500
 ID_TABLES = ("incidents", "events", "reasons", "incident_updates")
 
 
@@ -64,7 +67,9 @@ class RowBuilder:
                 if text not in known:
                     known[text] = self.allocate_id("reasons")
                     new.append((known[text], text))
-                ids[text] = self._reasons[text] = known[text]
+                ids[text] = known[text]
+                if len(text) <= REASON_CACHE_CHARS:
+                    self._reasons[text] = known[text]
             while len(self._reasons) > REASON_CACHE:
                 self._reasons.popitem(last=False)
         return ids, new
@@ -90,5 +95,5 @@ def result_row(mid: int, record: ResultRecord, reason_id: int) -> tuple:
     details = None
     if record.status is not Status.UP and record.details:
         details = json.dumps(record.details, separators=(",", ":"), default=str)
-    flags = FLAG_MAINTENANCE if record.in_maintenance else 0
+    flags = (FLAG_MAINTENANCE if record.in_maintenance else 0) | (FLAG_OFFLINE if record.offline else 0)
     return (mid, record.ts_ms, record.late_ms, int(record.status), latency, flags, reason_id, details)

@@ -175,6 +175,15 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
                       windows)
 
 
+def neighbours(probe, view: PublicView, monitor_id: str) -> tuple[list[MonitorView], list[MonitorView]]:
+    """The public monitors this one depends on directly, and those that depend on it directly."""
+    config = probe.config
+    monitor = config.monitor(monitor_id)
+    upstream = [view.monitor(p) for p in (monitor.depends_on if monitor else ())]
+    downstream = [view.monitor(m.id) for m in config.monitors if monitor_id in m.depends_on]
+    return [v for v in upstream if v is not None], [v for v in downstream if v is not None]
+
+
 def overall_status(statuses: list[str]) -> str:
     if not statuses:
         return "operational"
@@ -192,8 +201,9 @@ def overall_status(statuses: list[str]) -> str:
 
 def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool) -> MonitorView:
     latest = probe.latest.get(monitor.id)
-    status = "unknown"
-    if latest is not None and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
+    status = "unknown"  # also while probe's own network is down: its failures claim no outage
+    if latest is not None and not latest.offline \
+            and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
         status = latest.status.label
     if in_maintenance:
         status = "maintenance"

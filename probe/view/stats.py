@@ -2,7 +2,8 @@
 
 Method (also in the README):
 - Each result's status holds from its check until the next result, but for at most
-  twice the monitor's interval; time beyond that is "no data" and counts neither way.
+  twice the monitor's interval; time beyond that is "no data" and counts neither way, as
+  does the time after a failure taken while probe's own network was down (offline).
 - availability = (up + degraded time) / (observed time - maintenance time), where
   observed = up + degraded + down. Maintenance is excluded by default; `maintenance =
   "up"` counts it as available time, `"measured"` counts whatever was measured.
@@ -221,7 +222,7 @@ class Stats:
         the whole sums gets the very same floats as one that does not."""
         up, degraded, down, maint, maint_good = _added(mid, [part for part in parts if part[1] != 1.0], whole)
         last = self.store.last_committed.get(mid)
-        if last is not None and start < end:
+        if last is not None and start < end and not last.offline:
             lo, hi = max(start, last.ts_ms), min(end, now, last.holds_until)
             if hi > lo:  # the newest result's status holds from its check until now (at most 2 intervals)
                 span = hi - lo

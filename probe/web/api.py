@@ -84,7 +84,8 @@ async def results(request: web.Request) -> web.Response:
     return _json({"monitor": monitor_id, "results": [
         {"time": iso_utc(r.ts_ms), "status": r.status.label,
          "latency_ms": None if r.latency_ms is None else round(r.latency_ms, 3),
-         "reason": r.reason if show_reason else None, "maintenance": r.in_maintenance} for r in records]})
+         "reason": r.reason if show_reason else None, "maintenance": r.in_maintenance,
+         "offline": r.offline} for r in records]})
 
 
 async def incidents(request: web.Request) -> web.Response:

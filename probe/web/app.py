@@ -15,6 +15,7 @@ from probe.web import (
     metrics,
     openapi,
     page,
+    push,
     statuspage,
     subscribe,
 )
@@ -35,6 +36,7 @@ def create_app(probe: Probe) -> web.Application:
     badges.add_routes(app)
     feeds.add_routes(app)
     subscribe.add_routes(app)
+    push.add_routes(app)
     metrics.add_routes(app, probe)
     admin.add_routes(app, probe)
     return app

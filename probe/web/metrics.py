@@ -125,3 +125,7 @@ class Snapshot:
                                       "Results dropped because the database took no writes for too long",
                                       value=self.probe.store.dropped_results)
         yield from (up, state, latency, late, last, expiry, checks, ratio, info, started, writable, pending, dropped)
+        if self.probe.connectivity.enabled:
+            yield GaugeMetricFamily("probe_connectivity_ok",
+                                    "1 while a [server] connectivity target answers (probe's own network is up)",
+                                    value=1 if self.probe.connectivity.ok else 0)

@@ -91,6 +91,37 @@ PATHS |= {
     "/unsubscribe": _get("Shows a button that unsubscribes (POST token; RFC 8058 one-click)", HTML_OK, TOKEN,
                          HTML_ERRORS, tag="page"),
 }
+TEXT_ANSWER = {"text/plain": {"schema": {"type": "string"}}}
+PUSH_TOKEN = _param("token", "path", {"type": "string", "minLength": 16}, "the push monitor's token")
+PUSH_ERRORS = {"404": {"description": "no push monitor has this token; nothing is recorded", "content": TEXT_ANSWER},
+               "429": {"description": "this token reports too often; nothing is recorded", "content": TEXT_ANSWER}}
+
+
+def _push(summary: str, params: list, errors: dict, ok: dict | None = None) -> dict:
+    """A push route: GET, HEAD and POST alike (POST's body is the message)."""
+    ok = ok or {"description": "recorded", "content": TEXT_ANSWER}
+    item = _get(summary, ok, params, errors, tag="push")
+    return item | {"post": item["get"] | {"requestBody": {"required": False, "content": {"text/plain": {
+        "schema": {"type": "string", "description": "the first 10,000 bytes are the result's message"}}}}}}
+
+
+PATHS |= {
+    "/ping/{token}": _push("A push monitor's job succeeded (healthchecks format)", [PUSH_TOKEN], PUSH_ERRORS),
+    "/ping/{token}/start": _push("The job started: its run time is measured until it ends", [PUSH_TOKEN],
+                                 PUSH_ERRORS),
+    "/ping/{token}/fail": _push("The job failed", [PUSH_TOKEN], PUSH_ERRORS),
+    "/ping/{token}/{exit_status}": _push("The job ended with this exit status: 0 succeeded, 1-255 failed", [
+        PUSH_TOKEN, _param("exit_status", "path", {"type": "string", "pattern": "^[0-9]{1,3}$"}, "0 to 255")],
+        PUSH_ERRORS | {"400": {"description": "the exit status is not a number from 0 to 255",
+                               "content": TEXT_ANSWER}}),
+    "/api/push/{token}": _push("A push monitor's report (Uptime Kuma format)", [
+        PUSH_TOKEN, _param("status", "query", {"type": "string"}, '"up" (default) or anything else for down'),
+        _param("msg", "query", {"type": "string"}, "the result's message"),
+        _param("ping", "query", {"type": "number", "minimum": 0}, "latency in milliseconds")],
+        {"400": _error("ping is not a number of milliseconds from 0 to 1e11"),
+         "404": _error("no push monitor has this token; nothing is recorded"),
+         "429": _error("this token reports too often; nothing is recorded")}, JSON_OK),
+}
 for _name, _summary in {
     "summary.json": "Page, status, components, unresolved incidents, upcoming and active maintenance",
     "status.json": "Page and overall status (indicator, description)",
@@ -108,7 +139,8 @@ def document(app: web.Application) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "probe status page API", "version": __version__,
-                 "description": "Public, read-only. Errors share one shape: {\"error\": ..., \"status\": ...}."},
+                 "description": "Public and read-only, but for the push routes, where jobs report to their push "
+                                "monitors. Errors under /api/ share one shape: {\"error\": ..., \"status\": ...}."},
         "paths": {path: item for path, item in PATHS.items() if _served(app, path)},
         "components": {"schemas": {"Error": {
             "type": "object", "required": ["error", "status"],

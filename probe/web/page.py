@@ -96,9 +96,10 @@ async def monitor_page(request: web.Request) -> web.Response:
         hourly = await probe.store.rollup_series([monitor_id], HOURLY, now - 7 * DAY_MS, now + 1)
         daily = await probe.store.rollup_series([monitor_id], DAILY, now - 90 * DAY_MS, now + 1)
         incidents = [i for i in view.incidents if monitor_id in i.incident.monitor_ids]
+        upstream, downstream = public.neighbours(probe, view, monitor_id)
         return render(request, "monitor.html", m=m, months=await _months(probe, monitor_id, now),
                       hourly=public.percentiles(hourly[monitor_id]), daily=public.percentiles(daily[monitor_id]),
-                      incidents=incidents), "text/html"
+                      incidents=incidents, upstream=upstream, downstream=downstream), "text/html"
     return await _cached(request, build)
 
 
@@ -136,7 +137,7 @@ async def _incident_view(probe, incident) -> public.IncidentView:
     language = probe.config.page.language
     monitors = {m.id: m for m in public.public_monitors(probe)}
     affected = [public.MonitorView(m.id, m.display_name, m.group, "", "", "", None, None, None, {}, {})
-                for key, m in monitors.items() if key in incident.monitor_ids]
+                for m in (monitors.get(key) for key in incident.monitor_ids) if m is not None]  # its own first
     updates = (await probe.store.incident_updates([incident.id]))[incident.id]
     name = affected[0].name if affected else ""
     return public.IncidentView(incident, display_title(incident, name, language), affected, updates)

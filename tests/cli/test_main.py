@@ -28,7 +28,7 @@ def free_port():
 async def test_validate_accepts_the_example_config():
     code, out, err = await probe_cli("validate", "-c", str(ROOT / "config.example.toml"))
     assert code == 0, err
-    assert "ok (4 monitors)" in out
+    assert "ok (5 monitors)" in out
 
 
 async def test_validate_prints_every_problem_and_exits_2_without_a_traceback(write_config):

@@ -49,7 +49,7 @@ EXPECTED = {
     "invalid-unknown-monitor-key.toml": ['monitors[0] "web": unknown key "timout" (did you mean "timeout"?) '
                                          'for type "http"'],
     "invalid-unknown-top-level.toml": ['unknown key "sever" (did you mean "server"?) at the top level'],
-    "invalid-unknown-type.toml": ['monitors[0] "ftp": type must be one of http | tcp | dns | icmp (got "ftp")'],
+    "invalid-unknown-type.toml": ['monitors[0] "ftp": type must be one of http | tcp | dns | icmp | push (got "ftp")'],
     "invalid-wrong-type.toml": ['monitors[0] "db": port must be an integer (got "5432")'],
     "invalid-zero-threshold.toml": ['monitors[0] "web": failure_threshold must be at least 1 (got 0)'],
     # --- what real users get wrong: typos, pasted text, editors, wrong kinds of value -----------

@@ -197,3 +197,37 @@ async def test_after_a_quiet_spell_a_result_is_written_within_the_batch_interval
             await asyncio.sleep(0.5)
     finally:
         await store.close()
+
+
+async def test_a_store_opened_to_read_reads_beside_the_writer_and_changes_nothing(tmp_path):
+    import hashlib
+
+    from probe.storage import StoreError
+    path = tmp_path / "probe.db"
+    writer = SqliteStore(path, Calendar("UTC"), flush_interval=0.01)
+    await writer.open()
+    await writer.sync_monitors([_Monitor("web", 60)])
+    writer.submit_result(ResultRecord("web", 1_000, 1_000, Status.DOWN, "refused", details={"x": 1}), 60)
+    await writer.flush()
+    def contents():  # the database and its log (the -shm index is shared memory, not data)
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()
+                if p.name in ("probe.db", "probe.db-wal")}
+    before = contents()
+    # Another time zone would make a writer rebuild the daily rollups: a reader must not.
+    reader = SqliteStore(path, Calendar("Asia/Shanghai"), read_only=True)
+    await reader.open()
+    try:
+        (record,) = await reader.recent_results("web", 1)
+        assert (record.status, record.reason, record.details) == (Status.DOWN, "refused", {"x": 1})
+        assert await reader.meta_get("daily_tz") == "UTC"
+    finally:
+        await reader.close()
+    assert contents() == before
+    await writer.close()
+    missing = SqliteStore(tmp_path / "none.db", read_only=True)
+    try:
+        await missing.open()
+        raise AssertionError("opened a database that does not exist")
+    except StoreError as exc:
+        assert "no such database" in str(exc)
+    assert not (tmp_path / "none.db").exists()

@@ -157,3 +157,26 @@ async def test_latency_percentiles_come_back_within_five_percent(store):
     assert row["lat_min"] == 1 and row["lat_max"] == 1000
     assert histogram.percentile(hist, 50) == pytest.approx(500, rel=0.05)
     assert histogram.percentile(hist, 95) == pytest.approx(950, rel=0.05)
+
+
+async def test_failures_taken_while_probe_was_cut_off_count_as_no_data(store):
+    # Up, then 10 minutes of failures recorded while probe's own network was down, then up again:
+    # those 10 minutes are neither up nor down, however the checks went (the newest one included).
+    await store.sync_monitors([_Monitor("web", 60)])
+    for minute in range(60):
+        ts = D0 + minute * MIN
+        cut_off = 20 <= minute < 30
+        store.submit_result(ResultRecord("web", ts, ts, Status.DOWN if cut_off else Status.UP, "r",
+                                         offline=cut_off), 60)
+    await store.flush()
+    d = (await Stats(store).durations(["web"], D0, D0 + HOUR_MS, now=D0 + 59 * MIN + 30_000))["web"]
+    assert (d.up_ms, d.down_ms) == (49 * MIN + 30_000, 0)
+    rows = await store.rollup_rows("web", HOURLY, D0, D0 + HOUR_MS)
+    assert (rows[0]["n_up"], rows[0]["n_down"]) == (50, 0)
+    stored = await store.results("web", D0 + 20 * MIN, D0 + 21 * MIN)
+    assert [(r.status, r.offline) for r in stored] == [(Status.DOWN, True)]
+    store.submit_result(ResultRecord("web", D0 + HOUR_MS, D0 + HOUR_MS, Status.DOWN, "r", offline=True), 60)
+    await store.flush()
+    newest = (await Stats(store).durations(["web"], D0 + HOUR_MS, D0 + HOUR_MS + MIN,
+                                            now=D0 + HOUR_MS + MIN))["web"]
+    assert newest.observed_ms == 0  # the open interval of an offline failure is no data too

@@ -32,7 +32,7 @@ from probe.storage.postgres.problems import WRITE_ERRORS, problem_of
 from probe.storage.reads import Reads
 from probe.storage.records import Records
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
-from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE, Bucket, LastResult, Rollups
 from probe.storage.rows import ID_TABLES, RowBuilder
 from probe.storage.writable import WriteState
 from probe.storage.writer import BatchWriter
@@ -88,8 +88,10 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
     SUM_LATENCY = "sum(lat_sum ORDER BY start)"  # the order SQLite's index scan sums in
 
     def __init__(self, target: StorageTarget, calendar: Calendar | None = None, *, flush_interval: float = 0.2,
-                 max_batch: int = 20_000, max_pending: int = 100_000, connect_for: float = CONNECT_FOR_S) -> None:
+                 max_batch: int = 20_000, max_pending: int = 100_000, connect_for: float = CONNECT_FOR_S,
+                 read_only: bool = False) -> None:
         self.target = target
+        self.read_only = read_only
         self.calendar = calendar or Calendar("UTC")
         self.sums = RollupCache(self.calendar)
         self.incidents_version = 0
@@ -110,6 +112,8 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
     # ---- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self.read_only:
+            return await self._open_to_read()
         try:
             self.writer = await self._connect_at_start()
             await migrate(self.writer, self.target.display, StoreError)
@@ -125,6 +129,23 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
             await self.close()
             raise StoreError(f"{problem_of(exc)} ({_words(exc)})") from None
         self._start_writer()
+
+    async def _open_to_read(self) -> None:
+        """Beside a running `probe run` (`probe check`): reads only, no migration, no writer; a
+        database of another schema version is refused rather than changed."""
+        from probe.storage.postgres.migrations import MIGRATIONS, schema_version
+        try:
+            self.pool = await self._pool()
+            async with self.pool.acquire() as conn:
+                version = await schema_version(conn)
+                if version != len(MIGRATIONS):
+                    raise StoreError(f"{self.target.display}: database schema {version}, this probe reads "
+                                     f"{len(MIGRATIONS)}; start probe run once to migrate it")
+                for mid, key in await conn.fetch("SELECT id, key FROM monitors"):
+                    self.monitor_ids[key], self.monitor_keys[mid] = mid, key
+        except WRITE_ERRORS as exc:
+            await self.close()
+            raise StoreError(f"{problem_of(exc)} ({_words(exc)})") from None
 
     async def _connect(self):
         import asyncpg
@@ -193,13 +214,15 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
     async def _load_last(self, mid: int, interval_ms: int) -> None:
         last = self.rollups.last
         if mid in last:
-            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms)
+            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms,
+                                   last[mid].offline)
         else:
             row = await self.pool.fetchrow(
                 "SELECT ts, status, flags FROM results WHERE monitor=$1 ORDER BY ts DESC LIMIT 1", mid)
             if row is None:
                 return
-            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms)
+            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms,
+                                   bool(row[2] & FLAG_OFFLINE))
         self.last_committed[mid] = last[mid]
 
     # ---- the writer's transaction -----------------------------------------------------

@@ -24,9 +24,9 @@ from probe.storage.interface import StoreError
 from probe.storage.reads import Reads
 from probe.storage.records import Records
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
-from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE, Bucket, LastResult, Rollups
 from probe.storage.rows import RowBuilder
-from probe.storage.sqlite.migrations import migrate
+from probe.storage.sqlite.migrations import MIGRATIONS, migrate
 from probe.storage.writable import WriteState, problem_of
 from probe.storage.writer import BatchWriter
 
@@ -59,8 +59,10 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
     WRITE_ERRORS = (sqlite3.Error, OSError)
 
     def __init__(self, path: str | Path, calendar: Calendar | None = None, *,
-                 flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000) -> None:
+                 flush_interval: float = 0.2, max_batch: int = 20_000, max_pending: int = 100_000,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.calendar = calendar or Calendar("UTC")
         self.sums = RollupCache(self.calendar)  # the page's rollup sums, kept exact by `_commit`
         self.incidents_version = 0  # counts commits that changed incidents
@@ -87,6 +89,9 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
             raise StoreError(f"{problem_of(exc)} ({exc})") from None
 
     async def _open(self) -> None:
+        if self.read_only:
+            await self._open_to_read()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = await self._connect()
         await self._configure(self.writer)
@@ -100,6 +105,21 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
         await self._load_monitors()
         await self._check_calendar()
         self._start_writer()
+
+    async def _open_to_read(self) -> None:
+        """Beside a running `probe run` (`probe check`): the reader only, no migration, no calendar
+        rebuild, no writer; a file of another schema version is refused rather than changed."""
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: no such database")
+        self.reader = await self._connect()
+        await self.reader.execute("PRAGMA busy_timeout = 5000")
+        await self.reader.execute("PRAGMA query_only = ON")
+        async with self.reader.execute("PRAGMA user_version") as cur:
+            version = (await cur.fetchone())[0]
+        if version != len(MIGRATIONS):
+            raise StoreError(f"{self.path}: database schema {version}, this probe reads {len(MIGRATIONS)}; "
+                             "start probe run once to migrate it")
+        await self._load_monitors(self.reader)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = aiosqlite.connect(self.path)
@@ -129,8 +149,8 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.create_function("hist_merge", 2, histogram.merge_encoded, deterministic=True)
 
-    async def _load_monitors(self) -> None:
-        async with self.writer.execute("SELECT id, key FROM monitors") as cur:
+    async def _load_monitors(self, conn: aiosqlite.Connection | None = None) -> None:
+        async with (conn or self.writer).execute("SELECT id, key FROM monitors") as cur:
             for mid, key in await cur.fetchall():
                 self.monitor_ids[key] = mid
                 self.monitor_keys[mid] = key
@@ -157,14 +177,16 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
     async def _load_last(self, mid: int, interval_ms: int) -> None:
         last = self.rollups.last
         if mid in last:
-            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms)
+            last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms,
+                                   last[mid].offline)
         else:
             async with self.writer.execute(
                     "SELECT ts, status, flags FROM results WHERE monitor=? ORDER BY ts DESC LIMIT 1", (mid,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return
-            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms)
+            last[mid] = LastResult(row[0], Status(row[1]), bool(row[2] & FLAG_MAINTENANCE), interval_ms,
+                                   bool(row[2] & FLAG_OFFLINE))
         self.last_committed[mid] = last[mid]
 
     # ---- writing ----------------------------------------------------------------------
