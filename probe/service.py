@@ -54,6 +54,7 @@ class Probe:
         self.certs = CertificateNotices(self)
         self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
         self.maintenance = Maintenance(self.store, lambda: self.config)
+        self.config_version = 0  # counts configs applied by reloads
 
     async def start(self) -> None:
         await self.store.open()
@@ -102,7 +103,13 @@ class Probe:
         for monitor in config.monitors:
             self.scheduler.schedule(monitor.id, monitor.interval)
         self.config = config
+        self.config_version += 1
         await self.notify.apply(config)
+
+    def public_generation(self) -> tuple[int, int, int]:
+        """Changes whenever an incident, a maintenance window scheduled by hand or the config does:
+        what the public sees changed by someone's hand (web/cache.py renders again at once)."""
+        return self.store.incidents_version, self.maintenance.version, self.config_version
 
     async def run_monitor(self, monitor_id: str, scheduled_ms: int) -> None:
         monitor = self.monitors.get(monitor_id)

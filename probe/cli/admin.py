@@ -5,6 +5,7 @@ Server URL and token come from flags, else $PROBE_ADMIN_TOKEN / the config file.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from probe.config.loader import load_config
+from probe.core.models import COMPONENT_STATUSES
 from probe.engine.operator import IMPACTS, STATUSES
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -37,6 +39,8 @@ def add_commands(sub, default_config: str, config_help: str) -> None:
     update.add_argument("id", type=int)
     update.add_argument("--status", choices=STATUSES, required=True)
     update.add_argument("--body")
+    for parser in (opened, update):
+        _component_status_option(parser)
     resolve = actions.add_parser("resolve", help="resolve an incident")
     resolve.add_argument("id", type=int)
     resolve.add_argument("--body")
@@ -44,6 +48,7 @@ def add_commands(sub, default_config: str, config_help: str) -> None:
     edit.add_argument("id", type=int)
     edit.add_argument("--title")
     edit.add_argument("--impact", choices=IMPACTS)
+    _component_status_option(edit)
     postmortem = actions.add_parser("postmortem", help="publish a postmortem (markdown)")
     postmortem.add_argument("id", type=int)
     postmortem.add_argument("--file", type=Path, required=True, help="markdown file; - for stdin")
@@ -66,6 +71,20 @@ def add_commands(sub, default_config: str, config_help: str) -> None:
     cancel = steps.add_parser("cancel", help="cancel a window (one in progress ends now)")
     cancel.add_argument("id")
     maintenance.set_defaults(func=cmd_maintenance)
+
+
+def _component_status_option(parser) -> None:
+    parser.add_argument("--component-status", action="append", default=[], type=_status_pair,
+                        metavar="MONITOR=STATUS", dest="component_status",
+                        help=f"set a monitor's status on the page until resolved ({', '.join(COMPONENT_STATUSES)})")
+
+
+def _status_pair(text: str) -> tuple[str, str]:
+    monitor, sep, status = text.partition("=")
+    if not sep or not monitor or status not in COMPONENT_STATUSES:
+        raise argparse.ArgumentTypeError(
+            f"expected MONITOR=STATUS with STATUS one of {', '.join(COMPONENT_STATUSES)} (got {text!r})")
+    return monitor, status
 
 
 def cmd_maintenance(args) -> int:
@@ -119,14 +138,17 @@ def _request_for(args) -> tuple[str, str, dict | None]:
     base = "/api/v1/admin/incidents"
     if args.action == "list":
         return "GET", base + ("?open=true" if args.open else ""), None
+    statuses = dict(getattr(args, "component_status", [])) or None
     if args.action == "open":
         return "POST", base, _without_none(title=args.title, impact=args.impact, monitors=args.monitors,
-                                           status=args.status, body=args.body)
+                                           status=args.status, body=args.body, component_status=statuses)
     if args.action in ("update", "resolve"):
         status = "resolved" if args.action == "resolve" else args.status
-        return "POST", f"{base}/{args.id}/updates", _without_none(status=status, body=args.body)
+        return "POST", f"{base}/{args.id}/updates", _without_none(status=status, body=args.body,
+                                                                  component_status=statuses)
     if args.action == "edit":
-        return "PATCH", f"{base}/{args.id}", _without_none(title=args.title, impact=args.impact)
+        return "PATCH", f"{base}/{args.id}", _without_none(title=args.title, impact=args.impact,
+                                                           component_status=statuses)
     text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
     return "PUT", f"{base}/{args.id}/postmortem", {"body": text}
 

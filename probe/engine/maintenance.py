@@ -19,6 +19,7 @@ class Maintenance:
         self.store = store
         self._config = config  # the running Config (a reload replaces it)
         self.scheduled: list[MaintenanceWindow] = []  # ad hoc windows from the admin API
+        self.version = 0  # counts changes to `scheduled`
 
     async def load(self) -> None:
         self.scheduled = await self.store.maintenance_windows()
@@ -39,12 +40,14 @@ class Maintenance:
     async def schedule(self, window: MaintenanceWindow, author: str) -> None:
         await self.store.maintenance_add(window, author, now_ms())
         self.scheduled.append(window)
+        self.version += 1
 
     async def cancel(self, window: MaintenanceWindow, now: int) -> MaintenanceWindow | None:
         """A window not yet begun disappears; one in progress ends now (its past stays true)."""
         end = now if window.start_ms <= now < window.end_ms else window.start_ms
         await self.store.maintenance_cancel(window.id, now, end)
         self.scheduled.remove(window)
+        self.version += 1
         if end > window.start_ms:
             ended = dataclasses.replace(window, end_ms=end)
             self.scheduled.append(ended)

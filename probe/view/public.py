@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from probe.core import histogram
-from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow, Status
+from probe.core.models import Impact, Incident, IncidentUpdate, MaintenanceWindow, Status
 from probe.core.texts import display_title
 from probe.core.units import now_ms
 from probe.storage import DAILY, HOURLY
 from probe.view.figures import sparklines, window_figures
+from probe.view.overall import component_status, overall_state, worst_component
 from probe.view.stats import Durations, format_availability
 
 DAY_MS, HOUR_MS = 86_400_000, 3_600_000
@@ -35,9 +36,6 @@ def whole_number(raw: str, max_digits: int = MS_DIGITS) -> int | None:
 WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
 BAR_DAYS = 90
 STALE_AFTER_INTERVALS = 3  # a monitor whose last result is older than this many intervals is "unknown"
-
-# Worst first: the overall status is the worst of its monitors'.
-OVERALL = ("major_outage", "partial_outage", "degraded", "maintenance", "operational")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +64,7 @@ class MonitorView:
     name: str
     group: str
     description: str
-    status: str  # up | degraded | down | maintenance | unknown
+    status: str  # up | degraded | partial | down | maintenance | unknown: checks and operator combined (overall.py)
     reason: str  # shown only with show_target (a reason may name the host)
     target: str | None
     last_checked_ms: int | None
@@ -76,6 +74,7 @@ class MonitorView:
     days: list[DayCell] = field(default_factory=list)
     sparkline: list[float | None] = field(default_factory=list)
     past: PastDays | None = None  # days[:-1], memoised
+    checked: str = ""  # what the checks alone say: up | degraded | down | maintenance | unknown
 
 
 @dataclass
@@ -160,7 +159,8 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
         shown = await window_figures(probe, ids, spans, now, mode, versions)
     incidents = await _recent_incident_items(probe, now - 90 * DAY_MS, now, language)
     windows = public_windows(probe, now - 90 * DAY_MS, now + 30 * DAY_MS)
-    views = [_monitor_view(probe, m, now, shown.get(m.id), _in_maintenance(windows, m.id, now)) for m in monitors]
+    views = [_monitor_view(probe, m, now, shown.get(m.id), _in_maintenance(windows, m.id, now),
+                           incidents.operator.get(m.id)) for m in monitors]
     by_id = {v.id: v for v in views}
     if figures:
         mids = {view.id: store.monitor_ids.get(view.id, -1) for view in views}
@@ -171,36 +171,23 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
             view.past = _past_days(probe, mid, daily, days, mode, incident_spans)
             view.days = [*view.past.cells, _today(probe, mid, daily[-1], days[-1], now, mode, incident_spans)]
             view.sparkline = lines[mid]
-    return PublicView(now, overall_status([v.status for v in views]), views, IncidentViews(incidents.items, by_id),
-                      windows)
+    overall = overall_state([v.status for v in views], incidents.open_impacts)
+    return PublicView(now, overall, views, IncidentViews(incidents.items, by_id), windows)
 
 
-def overall_status(statuses: list[str]) -> str:
-    if not statuses:
-        return "operational"
-    down = statuses.count("down")
-    if down and down == len(statuses):
-        return "major_outage"
-    if down:
-        return "partial_outage"
-    if "degraded" in statuses:
-        return "degraded"
-    if "maintenance" in statuses:
-        return "maintenance"
-    return "operational"
-
-
-def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool) -> MonitorView:
+def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool,
+                  operator: str | None) -> MonitorView:
     latest = probe.latest.get(monitor.id)
-    status = "unknown"
+    checked = "unknown"  # no result yet, or none for a while: never counted as operational
     if latest is not None and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
-        status = latest.status.label
+        checked = latest.status.label
     if in_maintenance:
-        status = "maintenance"
+        checked = "maintenance"
     uptime, labels = shown if shown is not None else ({w: None for w in WINDOWS}, {w: "" for w in WINDOWS})
     return MonitorView(
         id=monitor.id, name=monitor.display_name, group=monitor.group, description=monitor.description,
-        status=status, reason=latest.reason if latest and monitor.show_target else "",
+        status=component_status(checked, operator), checked=checked,
+        reason=latest.reason if latest and monitor.show_target else "",
         target=monitor.make_check().target() if monitor.show_target else None,
         last_checked_ms=latest.ts_ms if latest else None,
         latency_ms=latest.latency_ms if latest and latest.status is not Status.DOWN else None,
@@ -300,6 +287,8 @@ class _RecentItems:
     until: int
     items: tuple[_IncidentItem, ...]
     spans: dict[str, tuple[tuple[int, int | None, str], ...]]
+    open_impacts: tuple[Impact, ...] = ()  # of the open ones
+    operator: dict[str, str] = field(default_factory=dict)  # monitor -> the worst status open incidents set
 
 
 class IncidentViews(Sequence):
@@ -361,7 +350,19 @@ def _recent_items(probe, found, updates, start: int, now: int, language: str, ke
         items.append(_IncidentItem(incident, title, affected, updates[incident.id]))
         for monitor_id in incident.monitor_ids:
             spans.setdefault(monitor_id, []).append((incident.started_ms, incident.resolved_ms, title))
-    return _RecentItems(key, now, until, tuple(items), {m: tuple(v) for m, v in spans.items()})
+    still_open = [item for item in items if item.incident.is_open]
+    return _RecentItems(key, now, until, tuple(items), {m: tuple(v) for m, v in spans.items()},
+                        tuple(item.incident.impact for item in still_open), _operator_statuses(still_open))
+
+
+def _operator_statuses(items: list[_IncidentItem]) -> dict[str, str]:
+    """Each public monitor's status as open incidents set it: the worst, when several do."""
+    found: dict[str, list[str]] = {}
+    for item in items:
+        for monitor_id, status in item.incident.component_status:
+            if monitor_id in item.monitor_ids:
+                found.setdefault(monitor_id, []).append(status)
+    return {monitor_id: worst_component(statuses) for monitor_id, statuses in found.items()}
 
 
 _HOUR_INCIDENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (key, incidents, updates)

@@ -12,17 +12,11 @@ from probe.core.models import EventKind, Impact, MaintenanceWindow, Status
 from probe.core.texts import default_body, display_title
 from probe.core.units import iso_utc
 from probe.view import public
+from probe.view.overall import STATES, TO_COMPONENT, worst_component
 
-COMPONENT_STATUS = {"up": "operational", "degraded": "degraded_performance", "down": "major_outage",
-                    "maintenance": "under_maintenance", "unknown": "operational"}
-# overall -> (indicator, description), in Statuspage's words
-INDICATOR = {
-    "operational": ("none", "All Systems Operational"),
-    "degraded": ("minor", "Degraded System Service"),
-    "partial_outage": ("major", "Partial System Outage"),
-    "major_outage": ("critical", "Major System Outage"),
-    "maintenance": ("none", "Service Under Maintenance"),
-}
+# page status -> component status; "unknown" (no result yet) is None: such a component is left out
+COMPONENT_STATUS = TO_COMPONENT
+INDICATOR = STATES  # overall state -> (indicator, description), in Statuspage's words
 # A window that has ended is "verifying" until every monitor it covers has checked up again,
 # for at most this long: past that, a monitor still failing is an incident's business.
 VERIFYING_MAX_MS = 3_600_000
@@ -60,8 +54,9 @@ class Shape:
     def components(self) -> list[dict]:
         out, position = [], 0
         for group, monitors in self.view.groups:
+            monitors = [m for m in monitors if COMPONENT_STATUS[m.status]]  # no status yet: left out
             group_id = sp_id("group", group) if group else None
-            if group:
+            if group and monitors:
                 position += 1
                 out.append(self._component(group_id, group, _worst(monitors), position, None, True,
                                            [sp_id("monitor", m.id) for m in monitors]))
@@ -83,8 +78,8 @@ class Shape:
 
     def incident(self, item: public.IncidentView) -> dict:
         inc = item.incident
-        components = [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS.get(m.status, "operational"),
-                                      0, None, False, None) for m in item.monitors]
+        components = [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS[m.status],
+                                      0, None, False, None) for m in item.monitors if COMPONENT_STATUS.get(m.status)]
         updates = [self._update(inc.id, u) for u in reversed(item.updates)]  # newest first, as Statuspage
         monitoring = next((u.created_ms for u in item.updates if u.status == "monitoring"), None)
         last = max([u.created_ms for u in item.updates] + [inc.started_ms, inc.postmortem_ms or 0])
@@ -132,7 +127,7 @@ class Shape:
                                       "created_at": created, "updated_at": created, "display_at": created,
                                       "affected_components": None}],
                 "components": [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS[m.status], 0,
-                                               None, False, None) for m in monitors]}
+                                               None, False, None) for m in monitors if COMPONENT_STATUS[m.status]]}
 
     def component_change(self, event, monitor: public.MonitorView, old: str, new: str) -> dict:
         cid = sp_id("monitor", monitor.id)
@@ -200,13 +195,13 @@ async def maintenance_payload(probe, window: MaintenanceWindow, now: int) -> dic
 
 
 def _worst(monitors: list[public.MonitorView]) -> str:
-    order = ["major_outage", "partial_outage", "degraded_performance", "under_maintenance", "operational"]
+    """A group's status: major outage when all its members are, partial when some are, else the worst."""
     statuses = [COMPONENT_STATUS[m.status] for m in monitors]
     if statuses and all(s == "major_outage" for s in statuses):
         return "major_outage"
     if "major_outage" in statuses:
         return "partial_outage"
-    return next((s for s in order if s in statuses), "operational")
+    return worst_component(statuses) or "operational"
 
 
 ROUTES = {

@@ -210,24 +210,36 @@ async def get_incident(request: web.Request, operator: Operator) -> web.Response
 
 
 async def open_incident(request: web.Request, operator: Operator) -> web.Response:
-    body = await _body(request, {"title": str, "impact": str, "monitors": list, "status": str, "body": str})
+    body = await _body(request, {"title": str, "impact": str, "monitors": list, "status": str, "body": str,
+                                 "component_status": dict})
     if not all(isinstance(m, str) for m in body.get("monitors", [])):
         raise OperatorError("monitors must be a list of monitor ids")
     body["monitors"] = tuple(body.get("monitors", ()))
+    body["component_status"] = _component_status(body)
     incident = await operator.open(NewIncident(**body), author=_author(request))
     return await _answer(operator, incident, 201)
 
 
 async def post_update(request: web.Request, operator: Operator) -> web.Response:
-    body = await _body(request, {"status": str, "body": str}, required=("status",))
-    incident = await operator.update(_incident_id(request), body["status"], body.get("body"), _author(request))
+    body = await _body(request, {"status": str, "body": str, "component_status": dict}, required=("status",))
+    incident = await operator.update(_incident_id(request), body["status"], body.get("body"), _author(request),
+                                     _component_status(body))
     return await _answer(operator, incident, 201)
 
 
 async def edit_incident(request: web.Request, operator: Operator) -> web.Response:
-    body = await _body(request, {"title": str, "impact": str})
-    incident = await operator.edit(_incident_id(request), body.get("title"), body.get("impact"), _author(request))
+    body = await _body(request, {"title": str, "impact": str, "component_status": dict})
+    incident = await operator.edit(_incident_id(request), body.get("title"), body.get("impact"), _author(request),
+                                   _component_status(body))
     return await _answer(operator, incident)
+
+
+def _component_status(body: dict) -> tuple[tuple[str, str], ...]:
+    """{"api": "degraded_performance", ...} -> (("api", "degraded_performance"), ...)."""
+    given = body.get("component_status", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+        raise OperatorError("component_status must map monitor ids to component statuses")
+    return tuple(given.items())
 
 
 async def publish_postmortem(request: web.Request, operator: Operator) -> web.Response:
@@ -247,6 +259,7 @@ def incident_json(incident: Incident, updates: list[IncidentUpdate]) -> dict:
         "impact": incident.impact.value, "status": incident.status,
         "monitors": list(incident.monitor_ids), "reason": incident.reason,
         "started_at": iso_utc(incident.started_ms), "resolved_at": iso_utc(incident.resolved_ms),
+        "component_status": dict(incident.component_status),
         "postmortem": incident.postmortem or None, "postmortem_at": iso_utc(incident.postmortem_ms),
         "updates": [{"id": u.id, "status": u.status, "body": u.body, "kind": u.kind, "author": u.author,
                      "created_at": iso_utc(u.created_ms)} for u in updates],

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from probe.core.units import iso_utc, now_ms
 from probe.view import public
-from probe.view.statuspage import COMPONENT_STATUS
+from probe.view.statuspage import COMPONENT_STATUS, INDICATOR
 from probe.web.keys import PROBE
 
 MAX_RESULTS = 5000
@@ -34,7 +34,8 @@ def _json(data, max_age: int = 5) -> web.Response:
 
 def monitor_json(m: public.MonitorView) -> dict:
     doc = {"id": m.id, "name": m.name, "group": m.group, "status": m.status,
-           "component_status": COMPONENT_STATUS[m.status], "last_checked_at": iso_utc(m.last_checked_ms),
+           "component_status": COMPONENT_STATUS[m.status], "checked_status": m.checked,
+           "last_checked_at": iso_utc(m.last_checked_ms),
            "latency_ms": None if m.latency_ms is None else round(m.latency_ms, 3),
            "uptime": {w: None if v is None else round(v * 100, 4) for w, v in m.uptime.items()},
            "uptime_display": m.uptime_label}
@@ -46,7 +47,9 @@ def monitor_json(m: public.MonitorView) -> dict:
 async def status(request: web.Request) -> web.Response:
     probe = _probe(request)
     view = await public.build_view(probe, language=probe.config.page.language)
-    return _json({"status": view.overall, "updated_at": iso_utc(view.now_ms),
+    indicator, description = INDICATOR[view.overall]
+    return _json({"status": view.overall, "indicator": indicator, "description": description,
+                  "updated_at": iso_utc(view.now_ms),
                   "monitors": [monitor_json(m) for m in view.monitors]})
 
 

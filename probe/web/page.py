@@ -24,7 +24,7 @@ DAY_MS = 86_400_000
 
 def add_routes(app: web.Application) -> None:
     app[ENV] = environment()
-    app[CACHE] = RenderCache()
+    app[CACHE] = RenderCache(generation=app[PROBE].public_generation)
     app[ROWS] = RowCache()
     app.router.add_get("/", index)
     app.router.add_get("/monitors/{id}", monitor_page)

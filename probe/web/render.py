@@ -13,9 +13,9 @@ from probe.core.units import iso_utc
 from probe.view.words import texts
 
 HERE = Path(__file__).parent
-ICONS = {"up": "✓", "degraded": "!", "down": "✕", "maintenance": "⚒", "unknown": "?"}
-OVERALL_ICON = {"operational": "up", "degraded": "degraded", "partial_outage": "down",
-                "major_outage": "down", "maintenance": "maintenance"}
+ICONS = {"up": "✓", "degraded": "!", "partial": "◐", "down": "✕", "maintenance": "⚒", "unknown": "?"}
+OVERALL_ICON = {"operational": "up", "degraded": "degraded", "minor_outage": "degraded", "partial_outage": "down",
+                "major_outage": "down", "maintenance": "maintenance", "unknown": "unknown"}
 
 
 def environment() -> jinja2.Environment:

@@ -145,6 +145,10 @@ MIGRATIONS: list[str] = [
         confirmed_ms INTEGER            -- NULL until the link in the confirmation mail is followed
     );
     """,
+    # 7: the component statuses an operator's incident sets (as Statuspage's incident form does)
+    """
+    ALTER TABLE incidents ADD COLUMN components TEXT NOT NULL DEFAULT '';  -- "api=partial_outage db=...", space-separated
+    """,
 ]
 
 

@@ -47,11 +47,12 @@ ON CONFLICT (monitor, res, start) DO UPDATE SET
 
 _UPSERT_INCIDENT = """
 INSERT INTO incidents (id, monitor, origin, title, impact, status, started_ms, resolved_ms, reason, updated_ms,
-                       affected, postmortem, postmortem_ms)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       affected, postmortem, postmortem_ms, components)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact, status = excluded.status,
   resolved_ms = excluded.resolved_ms, reason = excluded.reason, updated_ms = excluded.updated_ms,
-  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms
+  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms,
+  components = excluded.components
 """
 
 
@@ -257,7 +258,8 @@ class SqliteStore(BatchWriter, Reads, Records):
             mid = self.monitor_ids.get(inc.monitor_id) if inc.monitor_id else None
             incidents[inc.id] = (inc.id, mid, inc.origin, inc.title, inc.impact.value, inc.status,
                                  inc.started_ms, inc.resolved_ms, inc.reason, event.at_ms,
-                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms)
+                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms,
+                                 " ".join(f"{m}={s}" for m, s in inc.component_status))
             rows.append((event.id, event.at_ms, event.kind.value, inc.id, mid, event.reason))
             if event.kind.on_timeline:  # a postmortem or a retitle changes the incident row only
                 updates.append((self.allocate_id("incident_updates"), inc.id, inc.status, event.body,
