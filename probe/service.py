@@ -102,6 +102,7 @@ class Probe:
         await self.engine.restore([m for m in config.monitors if m.id not in old])
         for monitor in config.monitors:
             self.scheduler.schedule(monitor.id, monitor.interval)
+        await self.maintenance.sync(config.maintenance, now_ms())
         self.config = config
         self.config_version += 1
         await self.notify.apply(config)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -59,7 +60,9 @@ def add_commands(sub, default_config: str, config_help: str) -> None:
     maintenance.add_argument("--url", help="the probe's base URL (default: from [server] listen)")
     maintenance.add_argument("--token", help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
     steps = maintenance.add_subparsers(dest="action", required=True)
-    steps.add_parser("list", help="windows of the last week and the next 90 days")
+    listing = steps.add_parser("list", help="each window's current or next occurrence")
+    listing.add_argument("--all", action="store_true", help="every occurrence of the last week and the next 90 days")
+    listing.add_argument("--until", help="every occurrence from a week ago until this ISO 8601 time (with offset)")
     add = steps.add_parser("add", help="schedule a window")
     add.add_argument("--title", required=True)
     add.add_argument("--monitor", action="append", required=True, dest="monitors", help="covered monitor id")
@@ -90,7 +93,8 @@ def _status_pair(text: str) -> tuple[str, str]:
 def cmd_maintenance(args) -> int:
     base = "/api/v1/admin/maintenance"
     if args.action == "list":
-        request = ("GET", base, None)
+        query = {k: v for k, v in (("all", "true" if args.all else None), ("until", args.until)) if v}
+        request = ("GET", base + ("?" + urlencode(query) if query else ""), None)
     elif args.action == "add":
         request = ("POST", base, _without_none(title=args.title, monitors=args.monitors, start=args.start,
                                                duration=args.duration, end=args.end, description=args.description))
@@ -103,8 +107,9 @@ def cmd_maintenance(args) -> int:
         if "cancelled" in window:
             print(f"cancelled {window['cancelled']}" + (" (ended now)" if window["ended_early"] else ""))
         else:
+            rule = f"  ({window['rule']})" if window.get("rule") else ""
             print(f"{window['id']:<28} {window['status']:<11} {window['starts_at']} -> {window['ends_at']}  "
-                  f"{','.join(window['monitors'])}  {window['title']}  [{window['source']}]")
+                  f"{','.join(window['monitors'])}  {window['title']}{rule}  [{window['source']}]")
     return 0
 
 

@@ -84,6 +84,7 @@ class PageConfig:
     link: str = ""
     timezone: str = "UTC"
     language: Literal["en", "zh-CN"] = "en"
+    upcoming: Duration = 7 * DAY  # how far ahead the front page lists maintenance (the APIs list more)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -99,6 +100,8 @@ class PageConfig:
             yield "url", f"must be an http:// or https:// URL (got {show(self.url)})"
         if self.link and not self.link.lower().startswith(_WEB + ("/",)):
             yield "link", f'must be an http:// or https:// URL or a path such as "/" (got {show(self.link)})'
+        if self.upcoming < 0:
+            yield "upcoming", "must not be negative"
         if self.logo and not self.logo.lower().startswith(_WEB + ("/", "data:image/")):
             yield "logo", ('must be an http:// or https:// URL, a path such as "/logo.png" or a data:image/ URL '
                            f"(got {show(self.logo)})")

@@ -159,6 +159,7 @@ class MaintenanceWindow:
     start_ms: int  # UTC milliseconds
     end_ms: int
     description: str = ""
+    series: str = ""  # the [[maintenance]] id it is an occurrence of; "" for one scheduled through the admin API
 
     def status(self, now_ms: int) -> str:
         """Statuspage's words: scheduled | in_progress | completed."""

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import hashlib
 
-from probe.core.models import EventKind, Impact, MaintenanceWindow, Status
+from probe.core.models import EventKind, Impact, MaintenanceWindow
 from probe.core.texts import default_body, display_title
 from probe.core.units import iso_utc
-from probe.view import public
+from probe.view import maintenance, public
 from probe.view.overall import STATES, TO_COMPONENT, worst_component
 
 # page status -> component status; "unknown" (no result yet) is None: such a component is left out
 COMPONENT_STATUS = TO_COMPONENT
 INDICATOR = STATES  # overall state -> (indicator, description), in Statuspage's words
-# A window that has ended is "verifying" until every monitor it covers has checked up again,
-# for at most this long: past that, a monitor still failing is an incident's business.
-VERIFYING_MAX_MS = 3_600_000
 WEBHOOK_DOCUMENTATION = "https://support.atlassian.com/statuspage/docs/enable-webhook-notifications/"
 
 
@@ -101,16 +98,7 @@ class Shape:
                 "custom_tweet": None, "tweet_id": None}
 
     def maintenance_status(self, window: MaintenanceWindow) -> str:
-        """scheduled | in_progress | verifying | completed (see VERIFYING_MAX_MS)."""
-        now = self.view.now_ms
-        status = window.status(now)
-        if status == "completed" and now - window.end_ms < VERIFYING_MAX_MS and not self._back_up(window):
-            return "verifying"
-        return status
-
-    def _back_up(self, window: MaintenanceWindow) -> bool:
-        latest = [self.probe.latest.get(m) for m in window.monitors]
-        return all(r is not None and r.ts_ms >= window.end_ms and r.status is Status.UP for r in latest)
+        return maintenance.state(self.probe, window, self.view.now_ms)
 
     def maintenance(self, window: MaintenanceWindow) -> dict:
         status = self.maintenance_status(window)

@@ -17,6 +17,7 @@ from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow
 from probe.core.units import iso_utc, now_ms, parse_duration
 from probe.core.window import SlidingWindow
 from probe.engine.operator import NewIncident, Operator, OperatorError
+from probe.view import maintenance
 from probe.view.public import whole_number
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
@@ -69,10 +70,17 @@ MAINTENANCE_SHOWN_MS = (7 * 86_400_000, 90 * 86_400_000)  # a week back, 90 days
 
 
 async def list_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    """Each window's current or next occurrence; ?all=true: every occurrence of the last week and
+    the next 90 days; ?until=ISO 8601: every occurrence from a week ago until then."""
     probe, now = operator.probe, now_ms()
-    windows = probe.maintenance_between(now - MAINTENANCE_SHOWN_MS[0], now + MAINTENANCE_SHOWN_MS[1])
+    until = _instant(request.query["until"], "until") if request.query.get("until") else None
+    every = until is not None or request.query.get("all") in ("1", "true")
+    windows = probe.maintenance_between(now - MAINTENANCE_SHOWN_MS[0], until or now + MAINTENANCE_SHOWN_MS[1])
+    if not every:
+        windows = maintenance.next_per_window(probe, windows, now, MAINTENANCE_SHOWN_MS[0])
     ad_hoc = {w.id for w in probe.scheduled}
-    return _json({"maintenance": [maintenance_json(w, now, w.id in ad_hoc) for w in windows]})
+    return _json({"maintenance": [maintenance_json(probe, w, now, w.id in ad_hoc) for w in windows],
+                  "time_zone": probe.config.page.timezone})
 
 
 async def add_maintenance(request: web.Request, operator: Operator) -> web.Response:
@@ -101,7 +109,7 @@ async def add_maintenance(request: web.Request, operator: Operator) -> web.Respo
     window = MaintenanceWindow(f"op-{now}", body["title"].strip(), tuple(body["monitors"]), start, end,
                                body.get("description", ""))
     await probe.schedule_maintenance(window, _author(request))
-    return _json(maintenance_json(window, now, True), 201)
+    return _json(maintenance_json(probe, window, now, True), 201)
 
 
 async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Response:
@@ -118,10 +126,11 @@ async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Re
     return _json({"cancelled": window_id, "ended_early": ended is not None})
 
 
-def maintenance_json(window: MaintenanceWindow, now: int, ad_hoc: bool) -> dict:
+def maintenance_json(probe, window: MaintenanceWindow, now: int, ad_hoc: bool) -> dict:
     return {"id": window.id, "title": window.title, "description": window.description,
             "monitors": list(window.monitors), "starts_at": iso_utc(window.start_ms), "ends_at": iso_utc(window.end_ms),
-            "status": window.status(now), "source": "admin" if ad_hoc else "config"}
+            "status": maintenance.state(probe, window, now), "source": "admin" if ad_hoc else "config",
+            "window": window.series or window.id, "rule": maintenance.rule(probe, window, probe.config.page.language)}
 
 
 def _instant(text: str, name: str) -> int:

@@ -7,6 +7,7 @@ from datetime import datetime
 from aiohttp import web
 
 from probe.core.units import iso_utc, now_ms
+from probe.view import maintenance as maintenances
 from probe.view import public
 from probe.view.statuspage import COMPONENT_STATUS, INDICATOR
 from probe.web.keys import PROBE
@@ -118,9 +119,11 @@ async def maintenance(request: web.Request) -> web.Response:
     probe = _probe(request)
     now = now_ms()
     windows = public.public_windows(probe, now - 90 * DAY_MS, now + 90 * DAY_MS)  # not those of private monitors alone
+    language = probe.config.page.language
     return _json({"maintenance": [
-        {"id": w.id, "title": w.title, "description": w.description, "status": w.status(now),
-         "monitors": list(w.monitors), "start": iso_utc(w.start_ms), "end": iso_utc(w.end_ms)}
+        {"id": w.id, "title": w.title, "description": w.description, "status": maintenances.state(probe, w, now),
+         "monitors": list(w.monitors), "start": iso_utc(w.start_ms), "end": iso_utc(w.end_ms),
+         "window": w.series or w.id, "rule": maintenances.rule(probe, w, language) or None}
         for w in windows]})
 
 

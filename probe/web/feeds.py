@@ -15,7 +15,7 @@ from aiohttp import web
 
 from probe.core.texts import default_body
 from probe.core.units import iso_utc
-from probe.view import public
+from probe.view import maintenance, public
 from probe.web.cache import respond
 from probe.web.keys import CACHE, PROBE
 
@@ -34,7 +34,7 @@ async def _entries(request: web.Request) -> tuple[list[dict], str, object]:
     view = await public.build_view(probe, language=language, figures=False)
     base = (probe.config.page.url or f"{request.scheme}://{request.host}").rstrip("/")
     entries = [_incident_entry(i, base, language) for i in view.incidents]
-    entries += [_maintenance_entry(w, base, view.now_ms) for w in view.maintenance]
+    entries += [_maintenance_entry(w, base, maintenance.state(probe, w, view.now_ms)) for w in view.maintenance]
     entries.sort(key=lambda e: e["updated"], reverse=True)
     return entries[:MAX_ENTRIES], base, probe.config.page
 
@@ -50,9 +50,9 @@ def _incident_entry(item: public.IncidentView, base: str, language: str) -> dict
             "published": inc.started_ms, "updated": updated, "text": "\n".join(lines)}
 
 
-def _maintenance_entry(window, base: str, now: int) -> dict:
+def _maintenance_entry(window, base: str, state: str) -> dict:
     text = f"{window.description or window.title}\n{iso_utc(window.start_ms)} – {iso_utc(window.end_ms)}"
-    return {"id": f"maintenance-{window.id}", "title": f"{window.title} [maintenance: {window.status(now)}]",
+    return {"id": f"maintenance-{window.id}", "title": f"{window.title} [maintenance: {state}]",
             "link": f"{base}/history", "published": window.start_ms, "updated": window.start_ms, "text": text}
 
 

@@ -10,7 +10,7 @@ from markupsafe import Markup
 from probe.core.texts import display_title
 from probe.core.units import now_ms
 from probe.storage import DAILY, HOURLY
-from probe.view import public
+from probe.view import maintenance, public
 from probe.web.cache import RenderCache, respond
 from probe.web.keys import CACHE, ENV, PROBE, ROWS
 from probe.web.render import OVERALL_ICON, environment, page_globals
@@ -70,8 +70,11 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
     context = page_globals(probe.config, language)
     shown = await rows.rows(env.get_template("_row.html"), context, language, view.monitors)
     template = env.get_template("index.html")
+    running, upcoming = maintenance.front_page(probe, view.maintenance, view.now_ms,
+                                               probe.config.page.upcoming * 1000, language)
     extra = {"overall_icon": OVERALL_ICON[view.overall], "subscribing": probe.config.subscribers.email,
-             "subscribe_groups": probe.notify.subscribers.groups()}
+             "subscribe_groups": probe.notify.subscribers.groups(), "maintenance_now": running,
+             "maintenance_next": upcoming}
     pieces = template.render(**context, **extra, view=view, rows=dict.fromkeys(shown, ROW_MARK)).split(ROW_MARK)
     order = [m.id for _, monitors in view.groups for m in monitors]
     if len(pieces) != len(order) + 1:  # a text holds the mark (a name with NUL characters): no shortcut
@@ -150,18 +153,26 @@ async def history_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="before must be a time in milliseconds")
 
     async def build():
-        shown = await public.public_incidents(probe, HISTORY_PAGE, before_ms)
-        views = [await _incident_view(probe, i) for i in shown]
-        older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
         now = now_ms()
-        # Maintenance of the same span (past and current: upcoming windows are on the front page).
-        span_end = min(before_ms or now, now)
-        windows = [w for w in public.public_windows(probe, older or now - HISTORY_MAINTENANCE_MS, span_end)
-                   if w.start_ms <= now]
-        items = [(v.incident.started_ms, v) for v in views] + [(w.start_ms, w) for w in windows]
-        months: dict[str, list] = {}
-        for started_ms, item in sorted(items, key=lambda pair: pair[0], reverse=True):
-            key = datetime.fromtimestamp(started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
-            months.setdefault(key, []).append(item)
-        return render(request, "history.html", months=list(months.items()), older=older, now=now), "text/html"
+        months, older = await history_months(probe, now, before_ms)
+        return render(request, "history.html", months=months, older=older, now=now,
+                      maintenance_state=lambda w: maintenance.state(probe, w, now)), "text/html"
     return await _cached(request, build, ("before",))
+
+
+async def history_months(probe, now: int, before_ms: int | None) -> tuple[list[tuple[str, list]], int | None]:
+    """A page of history: incidents and the maintenance of the same span, by month (page time zone),
+    newest first; and where the next page starts (None: this is the last)."""
+    shown = await public.public_incidents(probe, HISTORY_PAGE, before_ms)
+    views = [await _incident_view(probe, i) for i in shown]
+    older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
+    # Maintenance of the same span (past and current: upcoming windows are on the front page).
+    span_end = min(before_ms or now, now)
+    windows = [w for w in public.public_windows(probe, older or now - HISTORY_MAINTENANCE_MS, span_end)
+               if w.start_ms <= now]
+    items = [(v.incident.started_ms, v) for v in views] + [(w.start_ms, w) for w in windows]
+    months: dict[str, list] = {}
+    for started_ms, item in sorted(items, key=lambda pair: pair[0], reverse=True):
+        key = datetime.fromtimestamp(started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
+        months.setdefault(key, []).append(item)
+    return list(months.items()), older

@@ -149,6 +149,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE incidents ADD COLUMN components TEXT NOT NULL DEFAULT '';  -- "api=partial_outage db=...", space-separated
     """,
+    # 8: the config's maintenance windows as probe has known them, so that no occurrence is listed from
+    # before a window was in the config (a cron line says nothing about the past), and the past
+    # occurrences of a definition that changed or left the config are kept as they were
+    """
+    CREATE TABLE maintenance_config (
+        id TEXT PRIMARY KEY,            -- the [[maintenance]] id
+        definition TEXT NOT NULL,       -- JSON: what its occurrences follow (cron or start, duration, ...)
+        since_ms INTEGER NOT NULL       -- first loaded with this schedule: occurrences ended before are not listed
+    );
+    CREATE TABLE maintenance_past (
+        id TEXT PRIMARY KEY,            -- the occurrence's id, e.g. weekly@2026-11-29T02:00
+        series TEXT NOT NULL,           -- the [[maintenance]] id it came from
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        monitors TEXT NOT NULL,         -- monitor ids, space-separated
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL
+    );
+    """,
 ]
 
 
