@@ -94,3 +94,44 @@ async def test_a_weekly_window_is_one_item_and_has_no_history_from_before_the_co
     # The window ten days ahead is in the APIs, just not on the front page (upcoming = 7d).
     assert "Data centre move" in [w["title"] for w in v1] and "Data centre move" in [w["name"] for w in v2]
     assert "Data centre move" not in page
+
+
+async def test_a_window_that_ended_with_its_monitor_down_is_verifying_in_the_cli_v1_v2_and_on_the_page(write_config):
+    port, closed = free_port(), free_port()  # nothing listens on `closed`: api checks down
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(f"""
+        [server]
+        listen = "127.0.0.1:{port}"
+        admin_token = "{TOKEN}"
+        [storage]
+        path = "probe.db"
+        [[monitors]]
+        id = "api"
+        name = "API"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = {closed}
+        interval = "1s"
+        timeout = "900ms"
+    """)
+    proc = await start_probe(config, port)
+    cli = ("maintenance", "-c", str(config))
+    try:
+        code, out, err = await probe_cli(*cli, "add", "--title", "Kernel update", "--monitor", "api",
+                                         "--duration", "2s")
+        assert code == 0, err
+        window_id = out.split()[0]
+        await asyncio.sleep(3.5)  # the window is over; api has checked down since
+        listed = (await probe_cli(*cli, "list"))[1]
+        async with aiohttp.ClientSession() as http:
+            v1 = (await get(http, base + "/api/v1/maintenance"))["maintenance"]
+            v2 = (await get(http, base + "/api/v2/scheduled-maintenances/active.json"))["scheduled_maintenances"]
+            page = await get(http, base + "/", json=False)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    cli_state = next(line.split()[1] for line in listed.splitlines() if line.startswith(window_id))
+    assert cli_state == "verifying"
+    assert [(w["title"], w["status"]) for w in v1] == [("Kernel update", "verifying")]
+    assert [(w["name"], w["status"], w["resolved_at"]) for w in v2] == [("Kernel update", "verifying", None)]
+    assert ("verifying", "Kernel update") in ITEM.findall(page)  # the page says it too, above the monitors

@@ -47,6 +47,8 @@ class Message:
     language: str = "en"
     timezone: str = "UTC"
     cert_expires_ms: int | None = None  # cert_expiring: the certificate's notAfter
+    scheduled_until_ms: int | None = None  # maintenance: when the window is planned to end
+    covered: tuple[tuple[str, str], ...] = ()  # maintenance: (id, name) of the monitors it covers
 
     @property
     def duration_s(self) -> float | None:

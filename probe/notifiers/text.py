@@ -79,6 +79,8 @@ def render(message: Message, fmt: str) -> str:
     template = env.get_template(f"message.{ {'markdown': 'md', 'text': 'txt', 'html': 'html'}[fmt] }.j2")
     duration = duration_text(message.duration_s, message.language) if message.duration_s is not None else ""
     expires = message.local_time(message.cert_expires_ms) if message.cert_expires_ms is not None else ""
+    until = message.local_time(message.scheduled_until_ms) if message.scheduled_until_ms is not None else ""
     return template.render(m=message, w=words(message.language), headline=headline(message),
                            started=message.local_time(message.started_ms), duration=duration,
-                           expires=expires).strip()
+                           expires=expires, until=until, covered=", ".join(name for _, name in message.covered)
+                           ).strip()

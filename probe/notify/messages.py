@@ -49,13 +49,17 @@ class Messages:
             url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone)
 
     def maintenance(self, channel: NotifierConfig, window: MaintenanceWindow, edge: str, at: int) -> Message:
-        """A window's start or end (`edge`); "scheduled" announces it ahead."""
+        """A window's start or end (`edge`); "scheduled" announces it ahead. The planned end is
+        `scheduled_until_ms`; `resolved_ms` is set only once the window has ended."""
+        covered = tuple((m, monitor.display_name) for m in window.monitors
+                        if (monitor := self.config.monitor(m)) is not None)
         return Message(
             key=f"maintenance-{edge}:{window.id}", event=f"maintenance_{edge}",
             status="up" if edge == "end" else "maintenance", title=window.title, monitor_id=None,
             monitor_name="", reason="", impact="none", body=window.description, incident_id=None,
-            started_ms=window.start_ms, at_ms=at, resolved_ms=window.end_ms, url=self.config.page.url,
-            language=self._language(channel), timezone=self.config.page.timezone)
+            started_ms=window.start_ms, at_ms=at, resolved_ms=window.end_ms if edge == "end" else None,
+            url=self.config.page.url, language=self._language(channel), timezone=self.config.page.timezone,
+            scheduled_until_ms=window.end_ms, covered=covered)
 
     def certificate(self, channel: NotifierConfig, monitor, expires_ts: int, threshold: int, status: str,
                     now_s: float) -> Message:
