@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from probe.core.models import EventKind, Impact, IncidentEvent, MaintenanceWindow
-from probe.core.texts import default_body, display_title
+from probe.core.texts import display_title, update_body
 from probe.core.units import now_ms
 from probe.notifiers import Message, NotifierConfig
 from probe.notifiers.text import expiry_text, words
@@ -44,7 +44,7 @@ class Messages:
             key=key or f"event:{event.id}", event="reopen" if event.kind is EventKind.REOPENED else name,
             status=status, title=display_title(incident, monitor_name, language), monitor_id=incident.monitor_id,
             monitor_name=monitor_name, reason=event.reason or incident.reason, impact=incident.impact.value,
-            body=event.body or default_body(incident.status, language), incident_id=incident.id,
+            body=event.body or update_body(incident.status, event.kind.value, language), incident_id=incident.id,
             started_ms=incident.started_ms, at_ms=event.at_ms, resolved_ms=incident.resolved_ms,
             url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from probe.core.models import EventKind, Impact, MaintenanceWindow
-from probe.core.texts import default_body, display_title
+from probe.core.texts import display_title, update_body
 from probe.core.units import iso_utc
 from probe.view import maintenance, public
 from probe.view.overall import STATES, TO_COMPONENT, worst_component
@@ -92,7 +92,7 @@ class Shape:
     def _update(self, incident_id: int, u) -> dict:
         language = self.probe.config.page.language
         at = iso_utc(u.created_ms)
-        return {"id": sp_id("update", u.id), "status": u.status, "body": u.body or default_body(u.status, language),
+        return {"id": sp_id("update", u.id), "status": u.status, "body": u.body or update_body(u.status, u.kind, language),
                 "incident_id": sp_id("incident", incident_id), "created_at": at, "updated_at": at,
                 "display_at": at, "affected_components": None, "deliver_notifications": True,
                 "custom_tweet": None, "tweet_id": None}

@@ -98,7 +98,7 @@ async def incidents(request: web.Request) -> web.Response:
     found = await public.public_incidents(probe, limit, before)
     updates = await probe.store.incident_updates([i.id for i in found])
     names = {m.id: m.display_name for m in public.public_monitors(probe)}
-    from probe.core.texts import default_body, display_title
+    from probe.core.texts import display_title, update_body
     language = probe.config.page.language
     items = []
     for inc in found:
@@ -108,7 +108,7 @@ async def incidents(request: web.Request) -> web.Response:
             "monitors": monitors, "impact": inc.impact.value, "status": inc.status,
             "started_at": iso_utc(inc.started_ms), "resolved_at": iso_utc(inc.resolved_ms),
             "postmortem": inc.postmortem or None,
-            "updates": [{"status": u.status, "body": u.body or default_body(u.status, language),
+            "updates": [{"status": u.status, "body": u.body or update_body(u.status, u.kind, language),
                          "created_at": iso_utc(u.created_ms)} for u in updates[inc.id]]})
     next_before = found[-1].started_ms if len(found) == limit else None
     return _json({"incidents": items, "next": f"/api/v1/incidents?before={next_before}&limit={limit}"

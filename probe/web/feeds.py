@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
-from probe.core.texts import default_body
+from probe.core.texts import update_body
 from probe.core.units import iso_utc
 from probe.view import maintenance, public
 from probe.web.cache import respond
@@ -41,7 +41,7 @@ async def _entries(request: web.Request) -> tuple[list[dict], str, object]:
 
 def _incident_entry(item: public.IncidentView, base: str, language: str) -> dict:
     inc = item.incident
-    lines = [f"{u.status}: {u.body or default_body(u.status, language)} ({iso_utc(u.created_ms)})"
+    lines = [f"{u.status}: {u.body or update_body(u.status, u.kind, language)} ({iso_utc(u.created_ms)})"
              for u in reversed(item.updates)]
     if inc.postmortem:
         lines.insert(0, "Postmortem published.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
-from probe.core.texts import default_body
+from probe.core.texts import update_body
 from probe.core.units import iso_utc
 from probe.view.words import texts
 
@@ -49,7 +49,7 @@ def page_globals(config, language: str) -> dict:
     badges = {status: Markup(f'<span class="status s-{status}"><span class="icon" aria-hidden="true">{icon}</span> '
                              f'{escape(t["status." + status])}</span>') for status, icon in ICONS.items()}
     return {"t": t, "page": config.page, "when": when, "bar": bar, "badges": badges,
-            "default_body": lambda status: default_body(status, language),
+            "update_body": lambda u: update_body(u.status, u.kind, language),
             "maintenance_mode": config.stats.maintenance}
 
 

@@ -224,3 +224,27 @@ async def test_a_component_status_outlives_a_restart_and_ends_with_its_incident(
     assert opened["monitors"] == ["web"]  # naming a component's status names the monitor
     assert (before["status"], before["component_status"]) == ("degraded", "degraded_performance")
     assert (after["status"], after["component_status"]) == ("unknown", None)  # its checks speak again: none yet
+
+
+async def test_a_resolve_by_hand_holds_across_a_restart_until_the_monitor_is_up(write_config):
+    config = make_config(write_config)
+    t0 = int(time.time() * 1000) - 600_000
+
+    async def run(feed, resolve=False):
+        probe = Probe(config, flush_interval=0.01)
+        async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+            probe.scheduler.unschedule("web")
+            monitor = probe.config.monitor("web")
+            for offset, status in feed:
+                probe.record(monitor, ResultRecord("web", t0 + offset, t0 + offset, status, "r"))
+            await probe.store.flush()
+            if resolve:
+                (incident,) = await probe.store.open_incidents()
+                path = f"/api/v1/admin/incidents/{incident.id}/updates"
+                assert (await client.post(path, headers=AUTH, json={"status": "resolved"})).status == 201
+            return [(i.id, i.is_open) for i in await probe.store.incidents("web")]
+
+    assert await run([(0, Status.DOWN), (1000, Status.DOWN)], resolve=True) == [(1, False)]
+    assert await run([(2000, Status.DOWN), (3000, Status.DOWN), (4000, Status.DOWN)]) == [(1, False)]  # held
+    assert await run([(5000, Status.DOWN), (6000, Status.DOWN)]) == [(1, False)]  # still, after a restart
+    assert await run([(7000, Status.UP), (8000, Status.DOWN), (9000, Status.DOWN)]) == [(2, True), (1, False)]
