@@ -45,7 +45,7 @@ class DayCell:
     label: str  # "99.95%" or "" when there is no data
     down_minutes: int
     degraded_minutes: int
-    level: str  # up | minor | major | nodata
+    level: str  # up | degraded | partial | major | maint | nodata (see _level)
     incidents: tuple[str, ...] = ()
 
 
@@ -248,16 +248,22 @@ def _cell(day: date, sums: tuple, mode: str, names: tuple[str, ...]) -> DayCell:
     value = d.availability(mode)
     down = d.downtime_ms(mode)
     return DayCell(day, value, format_availability(value, down) if value is not None else "",
-                   round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms), names)
+                   round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms, d.maint_ms),
+                   names)
 
 
-def _level(value: float | None, down_ms: float, degraded_ms: float) -> str:
-    """The cell's colour: degraded time counts as available, but the bar still shows it."""
+LONG_DOWN_MS = 3_600_000  # a day down this long or longer is red; less, orange
+
+
+def _level(value: float | None, down_ms: float, degraded_ms: float, maint_ms: float) -> str:
+    """The cell's colour, by the worst status of the day and how long it lasted: down an hour or
+    more (major), down less (partial), degraded (degraded time counts as available, but the bar
+    shows it), up; a day of maintenance alone is maintenance; grey only for a day with no data."""
     if value is None:
-        return "nodata"
-    if down_ms <= 0:
-        return "minor" if degraded_ms > 0 else "up"
-    return "minor" if value >= 0.99 else "major"
+        return "maint" if maint_ms > 0 else "nodata"
+    if down_ms > 0:
+        return "major" if down_ms >= LONG_DOWN_MS else "partial"
+    return "degraded" if degraded_ms > 0 else "up"
 
 
 def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float | None]]]:
@@ -316,6 +322,10 @@ class IncidentViews(Sequence):
 
     def open(self) -> list[IncidentView]:
         return [self[k] for k, item in enumerate(self._items) if item.incident.is_open]
+
+    def started_since(self, start_ms: int) -> list[IncidentView]:
+        """Those that started at or after `start_ms`, newest first."""
+        return [self[k] for k, item in enumerate(self._items) if item.incident.started_ms >= start_ms]
 
 
 _ITEMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> _RecentItems

@@ -1,7 +1,7 @@
 """The status page: /, /monitors/{id}, /incidents/{id}, /history. Server-rendered, cached."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -74,7 +74,7 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
                                                probe.config.page.upcoming * 1000, language)
     extra = {"overall_icon": OVERALL_ICON[view.overall], "subscribing": probe.config.subscribers.email,
              "subscribe_groups": probe.notify.subscribers.groups(), "maintenance_now": running,
-             "maintenance_next": upcoming}
+             "maintenance_next": upcoming, "past_days": past_days(probe, view)}
     pieces = template.render(**context, **extra, view=view, rows=dict.fromkeys(shown, ROW_MARK)).split(ROW_MARK)
     order = [m.id for _, monitors in view.groups for m in monitors]
     if len(pieces) != len(order) + 1:  # a text holds the mark (a name with NUL characters): no shortcut
@@ -84,6 +84,20 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
     for monitor_id, piece in zip(order, pieces[1:]):
         out += (shown[monitor_id], piece.encode())
     return b"".join(out)
+
+
+PAST_DAYS = 14  # the front page's past incidents, day by day, as Statuspage shows them
+
+
+def past_days(probe, view: public.PublicView) -> list[tuple[date, list[public.IncidentView]]]:
+    """The last PAST_DAYS days (page time zone), newest first, each with the incidents that started on it."""
+    calendar = probe.store.calendar
+    today = calendar.date_of(view.now_ms)
+    first = calendar.local_midnight(today - timedelta(days=PAST_DAYS - 1))
+    days: dict[date, list] = {today - timedelta(days=k): [] for k in range(PAST_DAYS)}
+    for item in view.incidents.started_since(first) if isinstance(view.incidents, public.IncidentViews) else []:
+        days.setdefault(calendar.date_of(item.incident.started_ms), []).append(item)
+    return list(days.items())
 
 
 async def monitor_page(request: web.Request) -> web.Response:

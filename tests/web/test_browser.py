@@ -171,3 +171,91 @@ async def test_operator_text_with_script_and_attribute_breaking_payloads_is_iner
     assert set(found["flags"].values()) == {0}
     assert all(v == [] for v in found["handlers"].values()), found["handlers"]
     assert set(found["scripts"].values()) == {0}
+
+
+# --- the front page's order and positions (issue 14, item 5) -----------------------------------
+def busy_extra() -> str:
+    """A window under way (covering api), a weekly one, and one ten days out."""
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    return f'''
+[[maintenance]]
+id = "network"
+title = "Network switch replacement"
+monitors = ["api"]
+start = {(now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+duration = "2h"
+[[maintenance]]
+id = "weekly"
+title = "Weekly patching"
+monitors = ["web", "db"]
+cron = "0 2 * * sun"
+duration = "2h"
+[[maintenance]]
+id = "move"
+title = "Data centre move"
+monitors = ["db"]
+start = {(now + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+duration = "4h"
+'''
+
+
+MEASURE = """() => {
+  const top = el => el ? Math.round(el.getBoundingClientRect().top + window.scrollY) : null;
+  const order = [...document.querySelectorAll('main > section')].map(s => s.className || s.getAttribute('aria-labelledby'));
+  const cells = [...document.querySelectorAll('.bar .cell')];
+  return {
+    banner: top(document.querySelector('.banner')), firstGroup: top(document.querySelector('.group')),
+    active: document.querySelectorAll('#active ~ .incident').length,
+    running: document.querySelectorAll('[aria-labelledby="maint-now"] .maintenance').length,
+    order: order, legend: document.querySelectorAll('.legend li').length,
+    greyWithData: cells.filter(c => c.classList.contains('l-nodata') && /%/.test(c.getAttribute('aria-label') || '')).length,
+    colouredWithoutData: cells.filter(c => !c.classList.contains('l-nodata') && !/%/.test(c.getAttribute('aria-label') || '')).length,
+    width: document.documentElement.scrollWidth,
+  };
+}"""
+
+
+async def measure(url: str, width: int, height: int, screenshot: Path, dark: bool = False) -> tuple[dict, list]:
+    async with playwright.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": width, "height": height},
+                                          color_scheme="dark" if dark else "light")
+            problems = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(url)
+            seen = await page.evaluate(MEASURE)
+            await page.screenshot(path=str(screenshot), full_page=True)
+            return seen, problems
+        finally:
+            await browser.close()
+
+
+async def test_the_front_page_reads_in_order_and_the_components_start_above_the_fold(write_config, tmp_path):
+    client, probe = await serve(await make_history(write_config, days=30, extra=busy_extra()))
+    try:
+        auth = {"Authorization": "Bearer t0ken"}  # db's outage is one active incident; an operator's is another
+        response = await client.post("/api/v1/admin/incidents", headers=auth, json={
+            "title": "Slow sign-ups", "impact": "minor", "monitors": ["web"], "body": "We are looking into it."})
+        assert response.status == 201
+        url = str(client.make_url("/"))
+        desktop, problems_d = await measure(url, 1280, 900, tmp_path / "front-1280.png")
+        phone, problems_p = await measure(url, 390, 844, tmp_path / "front-390.png")
+        dark, _ = await measure(url, 390, 844, tmp_path / "front-390-dark.png", dark=True)
+    finally:
+        await client.close()
+    assert desktop["active"] == 2 and desktop["running"] == 1  # three active items
+    assert desktop["firstGroup"] <= 900, desktop
+    assert phone["firstGroup"] <= 1400, phone
+    assert phone["width"] <= 390  # nothing wider than a phone
+    order = desktop["order"]
+    assert order.index("banner b-partial_outage") < order.index("active") < order.index("maint-now") \
+        < order.index("group") < order.index("maint") < order.index("past"), order
+    assert desktop["legend"] == 6
+    assert desktop["greyWithData"] == 0 and desktop["colouredWithoutData"] == 0
+    assert problems_d == [] and problems_p == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name in ("front-1280.png", "front-390.png", "front-390-dark.png"):
+        shutil.copy(tmp_path / name, ARTIFACTS / name)

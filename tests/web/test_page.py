@@ -119,7 +119,7 @@ async def test_results_can_be_read_back_for_a_window(site):
 async def test_a_degraded_day_is_marked_on_the_bar_but_counts_as_available(site):
     client, _ = site
     web = monitor_block(await (await client.get("/")).text(), "web")
-    (day,) = re.findall(r'class="cell l-minor"[^>]*title="([^"]+)"', web)
+    (day,) = re.findall(r'class="cell l-degraded"[^>]*title="([^"]+)"', web)
     assert "100.00%" in day and "No downtime" in day and "120 min degraded" in day
 
 
