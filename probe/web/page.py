@@ -11,6 +11,8 @@ from probe.core.texts import display_title
 from probe.core.units import now_ms
 from probe.storage import DAILY, HOURLY
 from probe.view import maintenance, public
+from probe.view.words import texts
+from probe.web import charts
 from probe.web.cache import RenderCache, respond
 from probe.web.keys import CACHE, ENV, PROBE, ROWS
 from probe.web.render import OVERALL_ICON, environment, page_globals
@@ -19,7 +21,7 @@ from probe.web.rows import RowCache
 STATIC = Path(__file__).parent / "static"
 HISTORY_PAGE = 20
 HISTORY_MAINTENANCE_MS = 365 * 86_400_000  # how far back the first page lists maintenance
-DAY_MS = 86_400_000
+DAY_MS, HOUR_MS = 86_400_000, 3_600_000
 
 
 def add_routes(app: web.Application) -> None:
@@ -110,13 +112,24 @@ async def monitor_page(request: web.Request) -> web.Response:
         now = now_ms()
         view = await public.build_view(probe, now, probe.config.page.language)
         m = view.monitor(monitor_id)
-        hourly = await probe.store.rollup_series([monitor_id], HOURLY, now - 7 * DAY_MS, now + 1)
-        daily = await probe.store.rollup_series([monitor_id], DAILY, now - 90 * DAY_MS, now + 1)
         incidents = [i for i in view.incidents if monitor_id in i.incident.monitor_ids]
+        hourly, daily = await latency_charts(probe, monitor_id, now)
         return render(request, "monitor.html", m=m, months=await _months(probe, monitor_id, now),
-                      hourly=public.percentiles(hourly[monitor_id]), daily=public.percentiles(daily[monitor_id]),
-                      incidents=incidents), "text/html"
+                      hourly=hourly, daily=daily, incidents=incidents), "text/html"
     return await _cached(request, build)
+
+
+async def latency_charts(probe, monitor_id: str, now: int) -> tuple[Markup, Markup]:
+    """The monitor page's two charts: per hour over 7 days (this hour: each check, from the raw
+    results) and per day over 90 days."""
+    store, tz = probe.store, probe.config.page.tz
+    words = texts(probe.config.page.language)
+    hourly = await store.rollup_series([monitor_id], HOURLY, now - 7 * DAY_MS, now + 1)
+    daily = await store.rollup_series([monitor_id], DAILY, now - 90 * DAY_MS, now + 1)
+    this_hour = await store.results(monitor_id, now - now % HOUR_MS, now + 1, limit=5000)
+    raw = [(r.ts_ms, r.latency_ms) for r in this_hour if r.latency_ms is not None]
+    return (charts.chart(public.percentiles(hourly[monitor_id]), HOUR_MS, now, 7 * DAY_MS, tz, words, raw),
+            charts.chart(public.percentiles(daily[monitor_id]), DAY_MS, now, 90 * DAY_MS, tz, words))
 
 
 async def _months(probe, monitor_id: str, now: int) -> list[tuple[str, str]]:

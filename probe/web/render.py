@@ -21,7 +21,7 @@ OVERALL_ICON = {"operational": "up", "degraded": "degraded", "minor_outage": "de
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              enable_async=False, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(icons=ICONS, iso=iso_utc, sparkline=sparkline, chart=chart, markdown=markdown)
+    env.globals.update(icons=ICONS, iso=iso_utc, sparkline=sparkline, markdown=markdown)
     return env
 
 
@@ -69,32 +69,19 @@ def _cell_html(language: str, day, level: str, label: str, has_data: bool, down_
     return f'<li class="cell l-{level}" tabindex="0" title="{escape(chr(10).join(lines))}"></li>'
 
 
-def sparkline(values: list[float | None], width: int = 120, height: int = 24) -> Markup:
-    return _sparkline(tuple(values), width, height)
+def sparkline(values: list[float | None], too_little: str, width: int = 120, height: int = 24) -> Markup:
+    return _sparkline(tuple(values), too_little, width, height)
 
 
 @functools.lru_cache(maxsize=16_384)
-def _sparkline(values: tuple[float | None, ...], width: int, height: int) -> Markup:
-    """Memoised: a quiet monitor's last 24 hours are the same from one render to the next."""
+def _sparkline(values: tuple[float | None, ...], too_little: str, width: int, height: int) -> Markup:
+    """Memoised: a quiet monitor's last 24 hours are the same from one render to the next.
+    Fewer than two hours with latencies draw no line: `too_little` says so instead."""
     points = _points(values, width, height)
-    if not points:
-        return Markup('<span class="muted">–</span>')
+    if points.count(" ") < 1:
+        return Markup(f'<span class="muted spark-empty">{escape(too_little)}</span>')
     return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="response time">'
                   f'<polyline points="{points}"/></svg>')
-
-
-def chart(series: list[tuple[int, list[float | None]]], width: int = 720, height: int = 140) -> Markup:
-    """p50 and p95 lines, one point per bucket, both on the p95 scale."""
-    p50 = [values[0] for _, values in series]
-    p95 = [values[1] for _, values in series]
-    top = max([v for v in p95 if v is not None] or [0])
-    if not top:
-        return Markup('<p class="muted">–</p>')
-    lines = "".join(f'<polyline class="{name}" points="{_points(values, width, height, top)}"/>'
-                    for name, values in (("p50", p50), ("p95", p95)))
-    label = escape(f"p95 max {top:.0f} ms")
-    return Markup(f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
-                  f'aria-label="{label}">{lines}</svg>')
 
 
 def _points(values: list[float | None], width: int, height: int, top: float | None = None) -> str:
