@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from probe.core.markdown import to_html
 from probe.core.texts import update_body
 from probe.core.units import iso_utc
 from probe.view.words import texts
@@ -94,22 +95,6 @@ def _points(values: list[float | None], width: int, height: int, top: float | No
                     for i, v in enumerate(values) if v is not None)
 
 
-def markdown(text: str) -> Markup:
-    """A safe subset of markdown for postmortems: headings, lists, paragraphs. All text escaped."""
-    html, items = [], []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = [line for line in block.split("\n") if line.strip()]
-        if not lines:
-            continue
-        if all(line.lstrip().startswith(("- ", "* ")) for line in lines):
-            items = "".join(f"<li>{escape(line.lstrip()[2:])}</li>" for line in lines)
-            html.append(f"<ul>{items}</ul>")
-            continue
-        for line in lines:
-            level = len(line) - len(line.lstrip("#"))
-            if 1 <= level <= 4 and line[level:level + 1] == " ":
-                html.append(f"<h{level + 2}>{escape(line[level + 1:])}</h{level + 2}>")
-                lines = [x for x in lines if x != line]
-        if lines:
-            html.append("<p>" + "<br>".join(str(escape(line)) for line in lines) + "</p>")
-    return Markup("".join(html))
+def markdown(text: str, inline: bool = False) -> Markup:
+    """An operator's markdown (postmortems, update bodies) as safe HTML: see core/markdown.py."""
+    return Markup(to_html(text, inline))
