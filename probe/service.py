@@ -158,14 +158,16 @@ class Probe:
         return await self.maintenance.cancel(window, now)
 
     def health(self) -> dict:
-        problems = []
+        failing = []
         if not self.scheduler.running:
-            problems.append("scheduler is not running")
+            failing.append("scheduler is not running")
         if not self.store.healthy:
-            problems.append(self.store.last_error or "database is not writable")
+            failing.append(self.store.last_error or "database is not writable")
+        # A rejected reload is listed, but the process runs and serves: it stays "ok" (200).
+        reload_problem = self.watcher.problem() if self.watcher else None
         return {
-            "status": "ok" if not problems else "failing",
-            "problems": problems,
+            "status": "ok" if not failing else "failing",
+            "problems": failing + ([reload_problem] if reload_problem else []),
             "version": __version__,
             "monitors": len(self.monitors),
             "scheduler_running": self.scheduler.running,

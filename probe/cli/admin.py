@@ -6,12 +6,15 @@ Server URL and token come from flags, else $PROBE_ADMIN_TOKEN / the config file.
 from __future__ import annotations
 
 import argparse
+from argparse import SUPPRESS
 import asyncio
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -22,12 +25,33 @@ from probe.engine.operator import IMPACTS, STATUSES
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
+def _server_options(parser, default_config, config_help: str) -> None:
+    """-c, --url and --token, on `probe incident` and again on each action, so they may come before
+    or after it (`probe incident list -c FILE`). On an action they default to nothing (SUPPRESS), so
+    they do not undo what was given before it."""
+    parser.add_argument("-c", "--config", default=default_config, help=config_help)
+    parser.add_argument("--url", default=None if default_config is not SUPPRESS else SUPPRESS,
+                        help="the probe's base URL (default: from [server] listen)")
+    parser.add_argument("--token", default=None if default_config is not SUPPRESS else SUPPRESS,
+                        help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
+
+
+def _actions(parser, config_help: str):
+    actions = parser.add_subparsers(dest="action", required=True)
+    add = actions.add_parser
+
+    def add_parser(*args, **kwargs):
+        action = add(*args, **kwargs)
+        _server_options(action, SUPPRESS, config_help)
+        return action
+    actions.add_parser = add_parser
+    return actions
+
+
 def add_commands(sub, default_config: str, config_help: str) -> None:
     incident = sub.add_parser("incident", help="open, update, resolve incidents and publish postmortems")
-    incident.add_argument("-c", "--config", default=default_config, help=config_help)
-    incident.add_argument("--url", help="the probe's base URL (default: from [server] listen)")
-    incident.add_argument("--token", help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
-    actions = incident.add_subparsers(dest="action", required=True)
+    _server_options(incident, default_config, config_help)
+    actions = _actions(incident, config_help)
 
     actions.add_parser("list", help="recent incidents").add_argument("--open", action="store_true")
     opened = actions.add_parser("open", help="open an incident by hand")
@@ -56,10 +80,8 @@ def add_commands(sub, default_config: str, config_help: str) -> None:
     incident.set_defaults(func=cmd_incident)
 
     maintenance = sub.add_parser("maintenance", help="list, schedule and cancel maintenance windows")
-    maintenance.add_argument("-c", "--config", default=default_config, help=config_help)
-    maintenance.add_argument("--url", help="the probe's base URL (default: from [server] listen)")
-    maintenance.add_argument("--token", help="admin token (default: $PROBE_ADMIN_TOKEN, else [server] admin_token)")
-    steps = maintenance.add_subparsers(dest="action", required=True)
+    _server_options(maintenance, default_config, config_help)
+    steps = _actions(maintenance, config_help)
     listing = steps.add_parser("list", help="each window's current or next occurrence")
     listing.add_argument("--all", action="store_true", help="every occurrence of the last week and the next 90 days")
     listing.add_argument("--until", help="every occurrence from a week ago until this ISO 8601 time (with offset)")
@@ -103,14 +125,24 @@ def cmd_maintenance(args) -> int:
     answer, code = _send(args, *request)
     if answer is None:
         return code
+    zone = answer.get("time_zone")
     for window in answer.get("maintenance", [answer]):
         if "cancelled" in window:
             print(f"cancelled {window['cancelled']}" + (" (ended now)" if window["ended_early"] else ""))
         else:
             rule = f"  ({window['rule']})" if window.get("rule") else ""
-            print(f"{window['id']:<28} {window['status']:<11} {window['starts_at']} -> {window['ends_at']}  "
-                  f"{','.join(window['monitors'])}  {window['title']}{rule}  [{window['source']}]")
+            print(f"{window['id']:<28} {window['status']:<11} {local(window['starts_at'], zone)} -> "
+                  f"{local(window['ends_at'], zone)}  {','.join(window['monitors'])}  {window['title']}{rule}"
+                  f"  [{window['source']}]")
     return 0
+
+
+def local(iso: str | None, zone: str | None) -> str:
+    """An API time in the page's time zone, as the page shows it: "2026-12-01 02:00 CET"."""
+    if not iso:
+        return "-"
+    moment = datetime.fromisoformat(iso)
+    return (moment.astimezone(ZoneInfo(zone)) if zone else moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _send(args, method: str, path: str, body: dict | None) -> tuple[dict | None, int]:
@@ -135,7 +167,7 @@ def cmd_incident(args) -> int:
     if answer is None:
         return code
     for incident in answer.get("incidents", [answer]):
-        print(describe(incident))
+        print(describe(incident, answer.get("time_zone") or incident.get("time_zone")))
     return 0
 
 
@@ -181,11 +213,11 @@ async def _call(url: str, token: str, method: str, path: str, body: dict | None)
         return resp.status, {"error": text.strip()[:200] or "no answer"}
 
 
-def describe(incident: dict) -> str:
+def describe(incident: dict, zone: str | None = None) -> str:
     monitors = ",".join(incident.get("monitors", [])) or "-"
-    title = incident.get("title") or "(automatic title)"
+    title = incident.get("display_title") or incident.get("title")
     line = (f"#{incident['id']}  {incident['status']:<13} {incident['impact']:<8} {monitors:<16} "
-            f"{incident['started_at']}  {title}")
+            f"{local(incident['started_at'], zone)}  {title}")
     if incident.get("postmortem_at"):
         line += "  [postmortem]"
     return line

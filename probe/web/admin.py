@@ -14,6 +14,7 @@ from datetime import datetime
 from aiohttp import web
 
 from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow
+from probe.core.texts import display_title
 from probe.core.units import iso_utc, now_ms, parse_duration
 from probe.core.window import SlidingWindow
 from probe.engine.operator import NewIncident, Operator, OperatorError
@@ -109,7 +110,7 @@ async def add_maintenance(request: web.Request, operator: Operator) -> web.Respo
     window = MaintenanceWindow(f"op-{now}", body["title"].strip(), tuple(body["monitors"]), start, end,
                                body.get("description", ""))
     await probe.schedule_maintenance(window, _author(request))
-    return _json(maintenance_json(probe, window, now, True), 201)
+    return _json(maintenance_json(probe, window, now, True) | {"time_zone": probe.config.page.timezone}, 201)
 
 
 async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Response:
@@ -209,13 +210,14 @@ async def list_incidents(request: web.Request, operator: Operator) -> web.Respon
     else:
         incidents = await store.incidents(limit=_int_query(request, "limit", 50, 1, 500))
     updates = await store.incident_updates([i.id for i in incidents])
-    return _json({"incidents": [incident_json(i, updates[i.id]) for i in incidents]})
+    return _json({"incidents": [incident_json(i, updates[i.id], operator.probe.config) for i in incidents],
+                  "time_zone": operator.probe.config.page.timezone})
 
 
 async def get_incident(request: web.Request, operator: Operator) -> web.Response:
     incident = await operator._current(_incident_id(request))
     updates = await operator.probe.store.incident_updates([incident.id])
-    return _json(incident_json(incident, updates[incident.id]))
+    return _json(incident_json(incident, updates[incident.id], operator.probe.config))
 
 
 async def open_incident(request: web.Request, operator: Operator) -> web.Response:
@@ -259,12 +261,17 @@ async def publish_postmortem(request: web.Request, operator: Operator) -> web.Re
 
 async def _answer(operator: Operator, incident: Incident, status: int = 200) -> web.Response:
     updates = await operator.probe.store.incident_updates([incident.id])
-    return _json(incident_json(incident, updates[incident.id]), status)
+    return _json(incident_json(incident, updates[incident.id], operator.probe.config), status)
 
 
-def incident_json(incident: Incident, updates: list[IncidentUpdate]) -> dict:
+def incident_json(incident: Incident, updates: list[IncidentUpdate], config) -> dict:
+    """`title` is the operator's ("" for an automatic incident not yet given one); `display_title`
+    what the page shows ("Website is down"); `time_zone` the page's, for the CLI's times."""
+    monitor = config.monitor(incident.monitor_ids[0]) if incident.monitor_ids else None
+    shown = display_title(incident, monitor.display_name if monitor else "", config.page.language)
     return {
-        "id": incident.id, "title": incident.title, "origin": incident.origin,
+        "id": incident.id, "title": incident.title, "display_title": shown, "time_zone": config.page.timezone,
+        "origin": incident.origin,
         "impact": incident.impact.value, "status": incident.status,
         "monitors": list(incident.monitor_ids), "reason": incident.reason,
         "started_at": iso_utc(incident.started_ms), "resolved_at": iso_utc(incident.resolved_ms),

@@ -190,3 +190,14 @@ async def test_after_a_quiet_spell_a_result_is_written_within_the_batch_interval
             await asyncio.sleep(0.5)
     finally:
         await store.close()
+
+
+async def test_a_new_database_is_one_log_line_and_an_up_to_date_one_none(tmp_path, caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger="probe.store")
+    for _ in range(2):  # created, then opened again as it is
+        store = SqliteStore(tmp_path / "new.db", Calendar("UTC"))
+        await store.open()
+        await store.close()
+    lines = [r.getMessage() for r in caplog.records if "database" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("creating database") and f"to_version={len(MIGRATIONS)}" in lines[0]

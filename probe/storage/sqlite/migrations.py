@@ -178,6 +178,9 @@ async def migrate(conn, path, error) -> None:
     if version > len(MIGRATIONS):
         raise error(f"{path}: database schema {version} is newer than this probe "
                     f"understands ({len(MIGRATIONS)}); upgrade probe")
+    if version < len(MIGRATIONS):
+        # One line whatever the number of scripts: a new file is not six events for the operator.
+        log.info("%s database path=%s from_version=%d to_version=%d", "creating" if version == 0 else "migrating",
+                 path, version, len(MIGRATIONS))
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        log.info("migrating database path=%s to_version=%d", path, number)
         await conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
