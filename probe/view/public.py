@@ -324,7 +324,7 @@ class IncidentViews(Sequence):
         return [self[k] for k, item in enumerate(self._items) if item.incident.is_open]
 
     def started_since(self, start_ms: int) -> list[IncidentView]:
-        """Those that started at or after `start_ms`, newest first."""
+        """Those that started at or after `start_ms`, newest first (views made for those only)."""
         return [self[k] for k, item in enumerate(self._items) if item.incident.started_ms >= start_ms]
 
 

@@ -89,17 +89,19 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
 
 
 PAST_DAYS = 14  # the front page's past incidents, day by day, as Statuspage shows them
+PAST_PER_DAY = 5  # a flapping day's others are in the history, not on the front page
 
 
-def past_days(probe, view: public.PublicView) -> list[tuple[date, list[public.IncidentView]]]:
-    """The last PAST_DAYS days (page time zone), newest first, each with the incidents that started on it."""
+def past_days(probe, view: public.PublicView) -> list[tuple[date, list[public.IncidentView], int]]:
+    """The last PAST_DAYS days (page time zone), newest first, each with (at most PAST_PER_DAY of)
+    the incidents that started on it and how many more there were."""
     calendar = probe.store.calendar
     today = calendar.date_of(view.now_ms)
     first = calendar.local_midnight(today - timedelta(days=PAST_DAYS - 1))
     days: dict[date, list] = {today - timedelta(days=k): [] for k in range(PAST_DAYS)}
     for item in view.incidents.started_since(first) if isinstance(view.incidents, public.IncidentViews) else []:
         days.setdefault(calendar.date_of(item.incident.started_ms), []).append(item)
-    return list(days.items())
+    return [(day, items[:PAST_PER_DAY], len(items) - len(items[:PAST_PER_DAY])) for day, items in days.items()]
 
 
 async def monitor_page(request: web.Request) -> web.Response:
