@@ -74,9 +74,11 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
     template = env.get_template("index.html")
     running, upcoming = maintenance.front_page(probe, view.maintenance, view.now_ms,
                                                probe.config.page.upcoming * 1000, language)
+    past_key = (probe.store.incidents_version, probe.config_version, probe.store.calendar.date_of(view.now_ms), language)
+    past = rows.section(past_key, lambda: env.get_template("_past.html").render(**context, past_days=past_days(probe, view)))
     extra = {"overall_icon": OVERALL_ICON[view.overall], "subscribing": probe.config.subscribers.email,
              "subscribe_groups": probe.notify.subscribers.groups(), "maintenance_now": running,
-             "maintenance_next": upcoming, "past_days": past_days(probe, view)}
+             "maintenance_next": upcoming, "past": Markup(past)}
     pieces = template.render(**context, **extra, view=view, rows=dict.fromkeys(shown, ROW_MARK)).split(ROW_MARK)
     order = [m.id for _, monitors in view.groups for m in monitors]
     if len(pieces) != len(order) + 1:  # a text holds the mark (a name with NUL characters): no shortcut

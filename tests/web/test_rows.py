@@ -97,7 +97,8 @@ async def test_a_text_holding_the_row_mark_gets_the_page_rendered_plainly(write_
     rows = {m.id: Markup(ENV.get_template("_row.html").render(context, m=m, windows=SHOWN_WINDOWS)) for m in view.monitors}
     plain = ENV.get_template("index.html").render(**context, view=view, rows=rows, overall_icon=OVERALL_ICON[view.overall],
                                                    subscribing=False, subscribe_groups=[], maintenance_now=[],
-                                                   maintenance_next=[], past_days=past_days(probe, view))
+                                                   maintenance_next=[], past=Markup(ENV.get_template("_past.html").render(
+                                                       **context, past_days=past_days(probe, view))))
     assert page == plain.encode()
     assert page.count(b'<article class="monitor"') == 2
     await probe.store.close()
