@@ -59,6 +59,7 @@ class Probe:
         self.certs = CertificateNotices(self)
         self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
         self.maintenance = Maintenance(self.store, lambda: self.config)
+        self.config_version = 0  # counts configs applied by reloads
 
     async def start(self) -> None:
         await self.store.open()
@@ -109,7 +110,9 @@ class Probe:
             self.latest.pop(monitor_id, None)
         self.engine.configure(config.monitors)
         await self.engine.restore([m for m in config.monitors if m.id not in old])
+        await self.maintenance.sync(config.maintenance, now_ms())
         self.config = config
+        self.config_version += 1
         await self._watch_passive()
         self._schedule_active()
         await self.notify.apply(config)
@@ -129,6 +132,11 @@ class Probe:
     async def feed(self, key: str, ping: Ping) -> Fed:
         """A report for a passive monitor (a push), from the web route."""
         return await self.passive.feed(key, ping)
+
+    def public_generation(self) -> tuple[int, int, int]:
+        """Changes whenever an incident, a maintenance window scheduled by hand or the config does:
+        what the public sees changed by someone's hand (web/cache.py renders again at once)."""
+        return self.store.incidents_version, self.maintenance.version, self.config_version
 
     async def run_monitor(self, monitor_id: str, scheduled_ms: int) -> None:
         monitor = self.monitors.get(monitor_id)
@@ -197,14 +205,16 @@ class Probe:
         return await self.maintenance.cancel(window, now)
 
     def health(self) -> dict:
-        problems = []
+        failing = []
         if not self.scheduler.running:
-            problems.append("scheduler is not running")
+            failing.append("scheduler is not running")
         if not self.store.healthy:
-            problems.append(self.store.last_error or "database is not writable")
+            failing.append(self.store.last_error or "database is not writable")
+        # A rejected reload is listed, but the process runs and serves: it stays "ok" (200).
+        reload_problem = self.watcher.problem() if self.watcher else None
         return {
-            "status": "ok" if not problems else "failing",
-            "problems": problems,
+            "status": "ok" if not failing else "failing",
+            "problems": failing + ([reload_problem] if reload_problem else []),
             "version": __version__,
             "monitors": len(self.monitors),
             "scheduler_running": self.scheduler.running,

@@ -55,7 +55,8 @@ def story_config(port: int, smtp_port: int, hook_url: str) -> str:
         type = "tcp"
         host = "127.0.0.1"
         port = {port}
-        interval = "1h"
+        interval = "2s"
+        timeout = "1s"
         notify = ["hook"]
     """
 

@@ -26,11 +26,11 @@ import dns.reversename
 import dns.rrset
 
 from probe.checks.base import Check, CheckContext, host_problem
-from probe.config.schema import show
+from probe.config.schema import any_case, show
 from probe.core.models import CheckResult
 from probe.core.units import format_duration
 
-RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA", "PTR"]
+RecordType = any_case(Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA", "PTR"])
 
 # An empty NS or SOA answer is normal below a zone apex (the SOA comes in the authority
 # section); for every other type an empty answer means the record is missing.

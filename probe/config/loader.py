@@ -92,6 +92,7 @@ class PageConfig:
     link: str = ""
     timezone: str = "UTC"
     language: Literal["en", "zh-CN"] = "en"
+    upcoming: Duration = 7 * DAY  # how far ahead the front page lists maintenance (the APIs list more)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -107,6 +108,8 @@ class PageConfig:
             yield "url", f"must be an http:// or https:// URL (got {show(self.url)})"
         if self.link and not self.link.lower().startswith(_WEB + ("/",)):
             yield "link", f'must be an http:// or https:// URL or a path such as "/" (got {show(self.link)})'
+        if self.upcoming < 0:
+            yield "upcoming", "must not be negative"
         if self.logo and not self.logo.lower().startswith(_WEB + ("/", "data:image/")):
             yield "logo", ('must be an http:// or https:// URL, a path such as "/logo.png" or a data:image/ URL '
                            f"(got {show(self.logo)})")
@@ -241,14 +244,15 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
         if key not in TOP_LEVEL:
             problems.add("", None, unknown_key_message(key, TOP_LEVEL) + " at the top level")
     sections = {name: _section(data, name, cls, problems) for name, cls in SECTIONS.items()}
-    defaults = _defaults(data.get("defaults", {}), problems)
-    monitors = _monitors(data.get("monitors", []), defaults, problems, sections["page"].timezone)
+    defaults, reported = _defaults(data.get("defaults", {}), problems)
+    monitors = _monitors(data.get("monitors", []), defaults, reported, problems, sections["page"].timezone)
     _check_keys_unique(monitors, problems)
     _check_dependencies(monitors, problems)
     channels = parse_notifiers(data.get("notifiers", []), problems)
-    windows = parse_maintenance(data.get("maintenance", []), {m.id for m in monitors}, problems,
+    # An entry that is itself invalid was reported; naming it elsewhere is no second mistake.
+    windows = parse_maintenance(data.get("maintenance", []), _entry_ids(data.get("monitors")), problems,
                                 sections["page"].timezone)
-    _check_notify_ids(monitors, {n.id for n in channels}, problems)
+    _check_notify_ids(monitors, _entry_ids(data.get("notifiers")), problems)
     subscribers = parse_subscribers(data.get("subscribers", {}), channels, sections["page"],
                                     {m.group for m in monitors if m.group}, problems)
     return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
@@ -314,6 +318,12 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
     return found
 
 
+def _entry_ids(items: Any) -> set[str]:
+    """The ids written in [[section]] entries, valid or not."""
+    return {t["id"] for t in items if isinstance(t, dict) and isinstance(t.get("id"), str)} \
+        if isinstance(items, list) else set()
+
+
 def _check_notify_ids(monitors, notifier_ids: set[str], problems: Problems) -> None:
     for index, monitor in enumerate(monitors):
         for notifier_id in monitor.notify:
@@ -339,11 +349,14 @@ def _key_types() -> dict[str, list[Any]]:
     return keys
 
 
-def _defaults(table: Any, problems: Problems) -> dict[str, Any]:
-    """Keys in [defaults] are checked once here, so a bad default is reported once."""
+def _defaults(table: Any, problems: Problems) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+    """Keys in [defaults] are checked once here, so a bad default is reported once, at
+    `defaults`: its type, and its value against the rules every monitor keeps. Returns the
+    defaults and the (key, message) of each mistake reported (monitors inheriting the key
+    would say it again)."""
     if not isinstance(table, dict):
         problems.add("", "defaults", "must be a table ([defaults])")
-        return {}
+        return {}, set()
     known = _key_types()
     good = {}
     for key, value in table.items():
@@ -362,13 +375,51 @@ def _defaults(table: Any, problems: Problems) -> dict[str, Any]:
             problems.add("defaults", key, errors[0])
             continue
         good[key] = value
-    return good
+    return good, _default_values_problems(good, problems)
 
 
-def _monitors(items: Any, defaults: dict[str, Any], problems: Problems,
+class _Recorder(Problems):
+    """Problems kept as (key, message), for `_defaults` and `_Quiet`."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.found: list[tuple[str | None, str]] = []
+
+    def add(self, place: str, key: str | None, message: str) -> None:
+        self.found.append((key, message))
+        super().add(place, key, message)
+
+
+def _default_values_problems(defaults: dict[str, Any], problems: Problems) -> set[tuple[str, str]]:
+    """The settings every monitor has, checked with the defaults' values alone."""
+    settings = {k: v for k, v in defaults.items() if k in COMMON_KEYS}
+    scratch = _Recorder()
+    load(MonitorSettings, {"id": "defaults", "type": "defaults", **settings}, scratch, "defaults")
+    reported = {(key, message) for key, message in scratch.found if key in settings}
+    for key, message in sorted(reported):
+        problems.add("defaults", key, message)
+    return reported
+
+
+class _Quiet:
+    """`problems` for one monitor, leaving out what `defaults` already said of a key the
+    monitor inherits (one mistake, one line, where it was made)."""
+
+    def __init__(self, problems: Problems, reported: set[tuple[str, str]], own_keys) -> None:
+        self.problems, self.reported, self.own = problems, reported, set(own_keys)
+        self.lines = problems.lines
+
+    def add(self, place: str, key: str | None, message: str) -> None:
+        if (key, message) in self.reported and key not in self.own:
+            return
+        self.problems.add(place, key, message)
+
+
+def _monitors(items: Any, defaults: dict[str, Any], reported: set[tuple[str, str]], problems: Problems,
               timezone: str = "UTC") -> tuple[MonitorConfig, ...]:
     return load_entries(items, "monitors", problems,
-                        lambda table, place: _monitor(table, defaults, problems, place, timezone))
+                        lambda table, place: _monitor(table, defaults, _Quiet(problems, reported, table), place,
+                                                      timezone))
 
 
 def _monitor(table: dict, defaults: dict, problems: Problems, place: str,

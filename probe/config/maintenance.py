@@ -94,7 +94,25 @@ class MaintenanceConfig:
         return found
 
     def _window(self, window_id: str, lo: int, hi: int) -> MaintenanceWindow:
-        return MaintenanceWindow(window_id, self.title, self.monitors, lo, hi, self.description)
+        return MaintenanceWindow(window_id, self.title, self.monitors, lo, hi, self.description, self.id)
+
+    def definition(self) -> dict:
+        """What the window is, as plain JSON data: enough to compute its occurrences again later."""
+        return {"id": self.id, "title": self.title, "monitors": list(self.monitors), "description": self.description,
+                "start": _text(self.start), "end": _text(self.end), "duration": self.duration, "cron": self.cron,
+                "timezone": self.timezone}
+
+    @classmethod
+    def from_definition(cls, data: dict) -> "MaintenanceConfig":
+        return cls(**(data | {"monitors": tuple(data["monitors"])}))
+
+
+SCHEDULE_KEYS = ("monitors", "start", "end", "duration", "cron", "timezone")  # what moves or changes occurrences
+
+
+def _text(value: Any) -> str | None:
+    """A TOML date-time as ISO 8601 text (a local one stays local: `_instant` reads it in the window's zone)."""
+    return None if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 WINDOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

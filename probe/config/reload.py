@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from probe.config.loader import Config, ConfigError, load_config
-from probe.core.units import now_ms
+from probe.core.units import iso_utc, now_ms
 
 log = logging.getLogger("probe.reload")
 
@@ -29,9 +29,10 @@ class ConfigWatcher:
         self.after_apply = after_apply  # `probe run` settles memory after each reload (probe/memory.py)
         self.path = Path(path)
         self.poll_s = poll_s
-        self.loaded_ms = now_ms()
+        self.loaded_ms = now_ms()  # the last successful load (the start counts)
         self.error: list[str] | None = None  # the problems of the last attempt, if it failed
         self.pending_restart: list[str] = []
+        self.running_server = probe.config.server  # what the socket and tokens were set up from, at start
         self._digest = self._read_digest()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
@@ -47,6 +48,17 @@ class ConfigWatcher:
     def status(self) -> dict:
         return {"path": str(self.path), "loaded_ms": self.loaded_ms, "error": self.error,
                 "needs_restart": self.pending_restart}
+
+    @property
+    def last_reload_ok(self) -> bool:
+        return self.error is None
+
+    def problem(self) -> str | None:
+        """For /healthz: a rejected reload is a problem the operator must hear of, though the
+        process runs on (as Prometheus's own /-/healthy stays up after a failed reload)."""
+        if self.error is None:
+            return None
+        return f"config reload rejected, still running the config loaded at {iso_utc(self.loaded_ms)}: {self.error[0]}"
 
     def _read_digest(self) -> str | None:
         try:
@@ -93,4 +105,6 @@ class ConfigWatcher:
         return None
 
     def _restart_only_changes(self, config: Config) -> list[str]:
-        return ["[server]"] if config.server != self.probe.config.server else []
+        """Compared with what runs (set up at start), not with the last file: a change reverted
+        before a restart needs none."""
+        return ["[server]"] if config.server != self.running_server else []

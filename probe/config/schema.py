@@ -86,6 +86,15 @@ class Invalid(Exception):
     """Raised by converters; the message completes "<key> ..."."""
 
 
+_ANY_CASE: set = set()
+
+
+def any_case(literal: Any) -> Any:
+    """A Literal of words that may be written in any case ("a" is DNS's "A"); stored as listed."""
+    _ANY_CASE.add(literal)
+    return literal
+
+
 def _describe(tp: Any) -> str:
     if tp is Duration:
         return 'a duration such as "30s"'
@@ -121,6 +130,9 @@ def convert(tp: Any, value: Any) -> Any:
             raise Invalid(f"{exc} (got {show(value)})") from None
     if origin is Literal:
         if value not in typing.get_args(tp):
+            same = [v for v in typing.get_args(tp) if tp in _ANY_CASE and isinstance(value, str) and v.lower() == value.lower()]
+            if same:
+                return same[0]
             raise Invalid(f"must be {_describe(tp)} (got {show(value)})")
         return value
     if origin in (list, tuple):

@@ -79,6 +79,10 @@ class Impact(str, enum.Enum):
 
 _IMPACT_ORDER = [Impact.NONE, Impact.MINOR, Impact.MAJOR, Impact.CRITICAL]
 
+# A component's status in Statuspage's words, best first: what an operator's incident may set
+# for the monitors it names (the page shows the worse of that and the monitor's own checks).
+COMPONENT_STATUSES = ("operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage")
+
 
 class EventKind(str, enum.Enum):
     """What happened to an incident; notifiers subscribe to these."""
@@ -113,6 +117,8 @@ class Incident:
     affected: tuple[str, ...] = ()
     postmortem: str = ""  # markdown, once published
     postmortem_ms: int | None = None
+    # (monitor id, one of COMPONENT_STATUSES but operational) set by an operator; it counts while open
+    component_status: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -170,6 +176,7 @@ class MaintenanceWindow:
     start_ms: int  # UTC milliseconds
     end_ms: int
     description: str = ""
+    series: str = ""  # the [[maintenance]] id it is an occurrence of; "" for one scheduled through the admin API
 
     def status(self, now_ms: int) -> str:
         """Statuspage's words: scheduled | in_progress | completed."""

@@ -26,6 +26,21 @@ def default_body(status: str, language: str = "en") -> str:
     return texts.get(status, texts["investigating"])
 
 
+# The timeline's word for an automatic reopen: when is the entry's time; this says why.
+REOPEN_BODIES = {
+    "en": "Reopened automatically: the monitor failed again within its reopen window after its checks had "
+          "resolved this incident, so the incident continues rather than a new one opening.",
+    "zh-CN": "已自动重新打开：检查恢复使此事件解决后，监控在重新打开时限内再次失败，因此继续此事件，而不是新建一个。",
+}
+
+
+def update_body(status: str, kind: str, language: str = "en") -> str:
+    """The text of a timeline entry the operator wrote nothing for."""
+    if kind == "reopen":
+        return REOPEN_BODIES.get(language, REOPEN_BODIES["en"])
+    return default_body(status, language)
+
+
 DEFAULT_TITLES = {
     "en": {"major": "{name} is down", "minor": "{name} is degraded"},
     "zh-CN": {"major": "{name} 服务中断", "minor": "{name} 性能下降"},

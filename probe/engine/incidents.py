@@ -6,8 +6,11 @@ Per monitor:
 - a minor incident is escalated (not duplicated) once the monitor has been down for
   `failure_threshold` consecutive checks;
 - `success_threshold` consecutive up results resolve it at the first good check;
-- a failure that starts within `reopen_window` of the last resolve reopens that incident
-  instead of opening a new one, so a flapping monitor keeps one incident;
+- a failure that starts within `reopen_window` of the last automatic resolve reopens that
+  incident instead of opening a new one, so a flapping monitor keeps one incident;
+- an operator's resolve stands: it is never reopened, and the monitor's failures open a new
+  incident only once it has checked up again (a resolve by hand while it still fails would
+  otherwise be undone by its very next check);
 - results taken during maintenance never open or escalate an incident;
 - failures taken while probe's own network was down (`offline`) change nothing;
 - while a monitor it depends on is failing, a monitor opens no incident of its own: it is
@@ -44,7 +47,8 @@ class Tracker:
     good_count: int = 0
     good_since_ms: int | None = None
     open: Incident | None = None
-    last_resolved: Incident | None = None
+    last_resolved: Incident | None = None  # the last automatic resolve: a failure soon after reopens it
+    awaiting_up: bool = False  # resolved by hand while failing: nothing opens until a result is up
     last_ms: int | None = None  # the newest result
     last_reason: str = ""
 
@@ -91,7 +95,7 @@ def step(t: Tracker, r: ResultRecord, rules: Rules, new_id=lambda: 0, held: bool
     t.down_count = t.down_count + 1 if r.status is Status.DOWN else 0
     if t.open is not None:
         return _maybe_escalate(t, r, rules)
-    if t.bad_count < rules.failure_threshold or held:
+    if t.bad_count < rules.failure_threshold or held or t.awaiting_up:
         return []
     return open_incident(t, r.monitor_id, rules, r.ts_ms, new_id)
 
@@ -113,7 +117,7 @@ def open_incident(t: Tracker, monitor_id: str, rules: Rules, at_ms: int, new_id)
 
 
 def _on_good(t: Tracker, r: ResultRecord, rules: Rules) -> list[Transition]:
-    t.bad_count, t.bad_since_ms, t.down_count = 0, None, 0
+    t.bad_count, t.bad_since_ms, t.down_count, t.awaiting_up = 0, None, 0, False
     t.good_count += 1
     t.good_since_ms = t.good_since_ms if t.good_since_ms is not None else r.ts_ms
     if t.open is None or t.good_count < rules.success_threshold:
@@ -220,11 +224,21 @@ class IncidentEngine:
         """
         open_by_monitor = {i.monitor_id: i for i in await self.store.open_incidents() if i.origin == "auto"}
         resolved = await self.store.last_resolved_incidents()
+        by_hand = await self._resolved_by_hand(list(resolved.values()))
         for m in monitors:
-            tracker = Tracker(open=open_by_monitor.get(m.id), last_resolved=resolved.get(m.id))
+            last = resolved.get(m.id)
+            tracker = Tracker(open=open_by_monitor.get(m.id), last_resolved=None if last and last.id in by_hand else last)
             tail = await self.store.recent_results(m.id, max(m.failure_threshold, m.success_threshold) + 1)
             _count_streaks(tracker, tail)
+            if tracker.open is None and last is not None and last.id in by_hand:
+                tracker.awaiting_up = not any(r.status is Status.UP for r in tail if r.ts_ms >= last.resolved_ms)
             self.trackers[m.id] = tracker
+
+    async def _resolved_by_hand(self, incidents: list[Incident]) -> set[int]:
+        """Which of these incidents an operator resolved (their resolve was not the engine's)."""
+        updates = await self.store.incident_updates([i.id for i in incidents])
+        return {incident_id for incident_id, entries in updates.items()
+                if any(u.kind == EventKind.RESOLVED.value and u.author != "probe" for u in entries[-1:])}
 
     def tracked(self, incident_id: int) -> Incident | None:
         """The engine's own copy of an open automatic incident (newer than the file)."""
@@ -240,8 +254,9 @@ class IncidentEngine:
             if tracker.open is not None and tracker.open.id == incident.id:
                 if incident.is_open:
                     tracker.open = incident
-                else:  # resolved by hand; a failure soon after reopens it
-                    tracker.open, tracker.last_resolved = None, incident
+                else:  # resolved by hand: it stands, and nothing opens until the monitor is up again
+                    tracker.open, tracker.last_resolved = None, None
+                    tracker.awaiting_up = tracker.good_count == 0
 
     def forget(self, monitor_id: str) -> None:
         self.trackers.pop(monitor_id, None)

@@ -51,6 +51,8 @@ class Message:
     # the other monitors an incident concerns (id -> name): those depending on its monitor that
     # failed with it (engine/dependencies.py)
     affected: dict[str, str] = field(default_factory=dict)
+    scheduled_until_ms: int | None = None  # maintenance: when the window is planned to end
+    covered: tuple[tuple[str, str], ...] = ()  # maintenance: (id, name) of the monitors it covers
 
     @property
     def duration_s(self) -> float | None:

@@ -12,7 +12,7 @@ import aiohttp
 import aiosmtplib
 
 from probe.notifiers.base import Message, Notifier, NotifyError
-from probe.notifiers.text import headline, render
+from probe.notifiers.text import email_html, headline, render
 
 PORTS = {"starttls": 587, "tls": 465, "plain": 25}
 
@@ -47,7 +47,7 @@ def compose(message: Message, options: EmailOptions) -> EmailMessage:
     mail["Message-ID"] = make_msgid("probe." + message.key.replace(":", "."))
     mail["X-Probe-Event"] = message.key
     mail.set_content(render(message, "text"))
-    html = render(message, "html").replace("\n", "<br>\n")
+    html = email_html(message)
     mail.add_alternative(f'<!doctype html><html><body style="font-family:sans-serif">{html}</body></html>',
                          subtype="html")
     return mail

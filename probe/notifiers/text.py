@@ -7,11 +7,14 @@ Words live in notifiers/i18n/<language>.toml; a new language is a file.
 from __future__ import annotations
 
 import functools
+import secrets
 import tomllib
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
+from probe.core.markdown import to_html
 from probe.notifiers.base import Message
 
 HERE = Path(__file__).parent
@@ -73,12 +76,23 @@ def expiry_text(seconds_left: float, language: str) -> str:
     return w["cert_expires_in_hours"].format(n=hours) if hours >= 2 else w["cert_expires_in_hour"]
 
 
-def render(message: Message, fmt: str) -> str:
-    """The body: fmt is markdown (robots, Slack, Discord), text (email, ntfy) or html."""
+def render(message: Message, fmt: str, body: str | None = None) -> str:
+    """The body: fmt is markdown (robots, Slack, Discord), text (email, ntfy) or html. `body`
+    stands in for the message's own body (already escaped, for html)."""
     env = _environment(fmt == "html")
     template = env.get_template(f"message.{ {'markdown': 'md', 'text': 'txt', 'html': 'html'}[fmt] }.j2")
     duration = duration_text(message.duration_s, message.language) if message.duration_s is not None else ""
     expires = message.local_time(message.cert_expires_ms) if message.cert_expires_ms is not None else ""
+    until = message.local_time(message.scheduled_until_ms) if message.scheduled_until_ms is not None else ""
     return template.render(m=message, w=words(message.language), headline=headline(message),
                            started=message.local_time(message.started_ms), duration=duration,
-                           expires=expires).strip()
+                           expires=expires, until=until, covered=", ".join(name for _, name in message.covered),
+                           body=Markup(body) if body is not None else message.body).strip()
+
+
+def email_html(message: Message) -> str:
+    """The HTML part of a mail: the message's lines, and its body (an operator's markdown) through
+    the page's renderer (core/markdown.py), so a mail reads as the page does."""
+    mark = f"body-{secrets.token_hex(16)}"  # stands in for the body while the lines get their <br>
+    html = render(message, "html", body=mark).replace("\n", "<br>\n")
+    return html.replace(mark, to_html(message.body) if message.body else "", 1)

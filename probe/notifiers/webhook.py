@@ -38,6 +38,8 @@ def event_document(message: Message) -> dict:
         "duration_s": message.duration_s,
         "at": iso_utc(message.at_ms),
         "cert_expires_at": iso_utc(message.cert_expires_ms),
+        "scheduled_until": iso_utc(message.scheduled_until_ms),
+        "monitors": [{"id": monitor_id, "name": name} for monitor_id, name in message.covered],
     }
 
 

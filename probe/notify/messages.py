@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from probe.core.models import ConnectivityChange, EventKind, Impact, IncidentEvent, MaintenanceWindow
-from probe.core.texts import default_body, display_title
+from probe.core.texts import display_title, update_body
 from probe.core.units import now_ms
 from probe.notifiers import Message, NotifierConfig
 from probe.notifiers.text import expiry_text, words
@@ -44,7 +44,7 @@ class Messages:
             key=key or f"event:{event.id}", event="reopen" if event.kind is EventKind.REOPENED else name,
             status=status, title=display_title(incident, monitor_name, language), monitor_id=incident.monitor_id,
             monitor_name=monitor_name, reason=event.reason or incident.reason, impact=incident.impact.value,
-            body=event.body or default_body(incident.status, language), incident_id=incident.id,
+            body=event.body or update_body(incident.status, event.kind.value, language), incident_id=incident.id,
             started_ms=incident.started_ms, at_ms=event.at_ms, resolved_ms=incident.resolved_ms,
             url=self._link(f"/incidents/{incident.id}"), language=language, timezone=self.config.page.timezone,
             affected=self._names(incident.affected) if incident.monitor_id else {})
@@ -54,13 +54,17 @@ class Messages:
         return {m.id: m.display_name for m in monitors if m is not None}
 
     def maintenance(self, channel: NotifierConfig, window: MaintenanceWindow, edge: str, at: int) -> Message:
-        """A window's start or end (`edge`); "scheduled" announces it ahead."""
+        """A window's start or end (`edge`); "scheduled" announces it ahead. The planned end is
+        `scheduled_until_ms`; `resolved_ms` is set only once the window has ended."""
+        covered = tuple((m, monitor.display_name) for m in window.monitors
+                        if (monitor := self.config.monitor(m)) is not None)
         return Message(
             key=f"maintenance-{edge}:{window.id}", event=f"maintenance_{edge}",
             status="up" if edge == "end" else "maintenance", title=window.title, monitor_id=None,
             monitor_name="", reason="", impact="none", body=window.description, incident_id=None,
-            started_ms=window.start_ms, at_ms=at, resolved_ms=window.end_ms, url=self.config.page.url,
-            language=self._language(channel), timezone=self.config.page.timezone)
+            started_ms=window.start_ms, at_ms=at, resolved_ms=window.end_ms if edge == "end" else None,
+            url=self.config.page.url, language=self._language(channel), timezone=self.config.page.timezone,
+            scheduled_until_ms=window.end_ms, covered=covered)
 
     def certificate(self, channel: NotifierConfig, monitor, expires_ts: int, threshold: int, status: str,
                     now_s: float) -> Message:

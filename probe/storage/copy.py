@@ -31,7 +31,7 @@ TABLES = (
                       "maint_ms", "maint_good_ms", "lat_n", "lat_sum", "lat_min", "lat_max", "lat_hist"),
           ("monitor", "res", "start")),
     Table("incidents", ("id", "monitor", "origin", "title", "impact", "status", "started_ms", "resolved_ms", "reason",
-                        "updated_ms", "affected", "postmortem", "postmortem_ms"), ("id",)),
+                        "updated_ms", "affected", "postmortem", "postmortem_ms", "components"), ("id",)),
     Table("incident_updates", ("id", "incident", "status", "body", "kind", "author", "created_ms"), ("id",)),
     Table("events", ("id", "at_ms", "kind", "incident", "monitor", "reason"), ("id",)),
     Table("deliveries", ("id", "notifier", "key", "payload", "state", "attempts", "next_ms", "created_ms", "done_ms",
@@ -40,6 +40,8 @@ TABLES = (
                           "cancelled_ms", "author"), ("id",)),
     Table("cert_notices", ("monitor", "expires_ts", "threshold", "created_ms"), ("monitor", "expires_ts", "threshold")),
     Table("subscribers", ("id", "email", "groups", "created_ms", "requested_ms", "confirmed_ms"), ("id",)),
+    Table("maintenance_config", ("id", "definition", "since_ms"), ("id",)),
+    Table("maintenance_past", ("id", "series", "title", "description", "monitors", "start_ms", "end_ms"), ("id",)),
     Table("meta", ("key", "value"), ("key",)),
 )
 ENGINE_META = {"schema_version"}  # PostgreSQL's own bookkeeping in meta: each engine keeps its own

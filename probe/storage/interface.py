@@ -167,6 +167,15 @@ class Storage(Protocol):
     async def maintenance_add(self, window: MaintenanceWindow, author: str, now: int) -> None: ...
     async def maintenance_cancel(self, window_id: str, now: int, end_ms: int) -> None: ...
 
+    # ---- the config's maintenance windows, as probe has known them
+    async def maintenance_definitions(self) -> dict[str, tuple[str, int]]:
+        """[[maintenance]] id -> (its definition as JSON, since when it has had that schedule, ms)."""
+    async def maintenance_definitions_set(self, definitions: dict[str, tuple[str, int]], removed: Iterable[str],
+                                          past: Iterable[MaintenanceWindow]) -> None:
+        """Set these definitions, forget the `removed` ids and keep `past` occurrences, in one transaction."""
+    async def maintenance_past(self) -> list[MaintenanceWindow]:
+        """Occurrences of definitions that changed or left the config, by start."""
+
     # ---- certificate expiry notices
     async def cert_notice_lowest(self, monitor: str, expires_ts: int) -> int | None:
         """The lowest threshold already announced for this certificate, or None."""

@@ -158,10 +158,11 @@ class Reads:
     async def _incidents(self, where: str, params: Iterable[Any] = ()) -> list[Incident]:
         rows = await self.fetchall(
             "SELECT id, monitor, title, impact, status, started_ms, resolved_ms, reason, origin,"
-            f" affected, postmortem, postmortem_ms FROM incidents {where}", params)
+            f" affected, postmortem, postmortem_ms, components FROM incidents {where}", params)
         return [Incident(id=r[0], monitor_id=self.monitor_keys.get(r[1]), title=r[2], impact=Impact(r[3]),
                          status=r[4], started_ms=r[5], resolved_ms=r[6], reason=r[7], origin=r[8],
-                         affected=tuple(r[9].split()), postmortem=r[10], postmortem_ms=r[11])
+                         affected=tuple(r[9].split()), postmortem=r[10], postmortem_ms=r[11],
+                         component_status=tuple(tuple(pair.split("=", 1)) for pair in r[12].split()))
                 for r in rows]
 
     async def incident(self, incident_id: int) -> Incident | None:

@@ -111,6 +111,30 @@ class Records:
     async def maintenance_cancel(self, window_id: str, now: int, end_ms: int) -> None:
         await self.write([("UPDATE maintenance SET cancelled_ms=?, end_ms=? WHERE id=?", (now, end_ms, window_id))])
 
+    # ---- the config's maintenance windows as known
+    async def maintenance_definitions(self) -> dict[str, tuple[str, int]]:
+        rows = await self.fetchall("SELECT id, definition, since_ms FROM maintenance_config")
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def maintenance_definitions_set(self, definitions: dict[str, tuple[str, int]], removed: Iterable[str],
+                                          past: Iterable[MaintenanceWindow]) -> None:
+        statements = [("DELETE FROM maintenance_config WHERE id=?", (window_id,)) for window_id in removed]
+        statements += [("INSERT INTO maintenance_config VALUES (?,?,?) ON CONFLICT (id) DO UPDATE"
+                        " SET definition = excluded.definition, since_ms = excluded.since_ms", (window_id, text, since))
+                       for window_id, (text, since) in definitions.items()]
+        statements += [("INSERT INTO maintenance_past VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET series ="
+                        " excluded.series, title = excluded.title, description = excluded.description, monitors ="
+                        " excluded.monitors, start_ms = excluded.start_ms, end_ms = excluded.end_ms",
+                        (w.id, w.series, w.title, w.description, " ".join(w.monitors), w.start_ms, w.end_ms))
+                       for w in past]
+        if statements:
+            await self.write(statements)
+
+    async def maintenance_past(self) -> list[MaintenanceWindow]:
+        rows = await self.fetchall("SELECT id, title, monitors, start_ms, end_ms, description, series"
+                                   " FROM maintenance_past ORDER BY start_ms")
+        return [MaintenanceWindow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5], r[6]) for r in rows]
+
     # ---- certificate notices
     async def cert_notice_lowest(self, monitor: str, expires_ts: int) -> int | None:
         ((announced,),) = await self.fetchall(

@@ -82,7 +82,8 @@ class RowBuilder:
             mid = self.monitor_ids.get(inc.monitor_id) if inc.monitor_id else None
             incidents[inc.id] = (inc.id, mid, inc.origin, inc.title, inc.impact.value, inc.status,
                                  inc.started_ms, inc.resolved_ms, inc.reason, event.at_ms,
-                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms)
+                                 " ".join(inc.affected), inc.postmortem, inc.postmortem_ms,
+                                 " ".join(f"{m}={s}" for m, s in inc.component_status))
             rows.append((event.id, event.at_ms, event.kind.value, inc.id, mid, event.reason))
             if event.kind.on_timeline:  # a postmortem or a retitle changes the incident row only
                 updates.append((self.allocate_id("incident_updates"), inc.id, inc.status, event.body,

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from probe.core import histogram
-from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow, Status
+from probe.core.models import Impact, Incident, IncidentUpdate, MaintenanceWindow, Status
 from probe.core.texts import display_title
 from probe.core.units import now_ms
 from probe.storage import DAILY, HOURLY
 from probe.view.figures import sparklines, window_figures
+from probe.view.overall import component_status, overall_state, worst_component
 from probe.view.stats import Durations, format_availability
 
 DAY_MS, HOUR_MS = 86_400_000, 3_600_000
@@ -36,9 +37,6 @@ WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_
 BAR_DAYS = 90
 STALE_AFTER_INTERVALS = 3  # a monitor whose last result is older than this many intervals is "unknown"
 
-# Worst first: the overall status is the worst of its monitors'.
-OVERALL = ("major_outage", "partial_outage", "degraded", "maintenance", "operational")
-
 
 @dataclass(frozen=True, slots=True)
 class DayCell:
@@ -47,7 +45,7 @@ class DayCell:
     label: str  # "99.95%" or "" when there is no data
     down_minutes: int
     degraded_minutes: int
-    level: str  # up | minor | major | nodata
+    level: str  # up | degraded | partial | major | maint | nodata (see _level)
     incidents: tuple[str, ...] = ()
 
 
@@ -66,7 +64,7 @@ class MonitorView:
     name: str
     group: str
     description: str
-    status: str  # up | degraded | down | maintenance | unknown
+    status: str  # up | degraded | partial | down | maintenance | unknown: checks and operator combined (overall.py)
     reason: str  # shown only with show_target (a reason may name the host)
     target: str | None
     last_checked_ms: int | None
@@ -76,6 +74,7 @@ class MonitorView:
     days: list[DayCell] = field(default_factory=list)
     sparkline: list[float | None] = field(default_factory=list)
     past: PastDays | None = None  # days[:-1], memoised
+    checked: str = ""  # what the checks alone say: up | degraded | down | maintenance | unknown
 
 
 @dataclass
@@ -160,7 +159,8 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
         shown = await window_figures(probe, ids, spans, now, mode, versions)
     incidents = await _recent_incident_items(probe, now - 90 * DAY_MS, now, language)
     windows = public_windows(probe, now - 90 * DAY_MS, now + 30 * DAY_MS)
-    views = [_monitor_view(probe, m, now, shown.get(m.id), _in_maintenance(windows, m.id, now)) for m in monitors]
+    views = [_monitor_view(probe, m, now, shown.get(m.id), _in_maintenance(windows, m.id, now),
+                           incidents.operator.get(m.id)) for m in monitors]
     by_id = {v.id: v for v in views}
     if figures:
         mids = {view.id: store.monitor_ids.get(view.id, -1) for view in views}
@@ -171,8 +171,8 @@ async def build_view(probe, now: int | None = None, language: str = "en", figure
             view.past = _past_days(probe, mid, daily, days, mode, incident_spans)
             view.days = [*view.past.cells, _today(probe, mid, daily[-1], days[-1], now, mode, incident_spans)]
             view.sparkline = lines[mid]
-    return PublicView(now, overall_status([v.status for v in views]), views, IncidentViews(incidents.items, by_id),
-                      windows)
+    overall = overall_state([v.status for v in views], incidents.open_impacts)
+    return PublicView(now, overall, views, IncidentViews(incidents.items, by_id), windows)
 
 
 def neighbours(probe, view: PublicView, monitor_id: str) -> tuple[list[MonitorView], list[MonitorView]]:
@@ -184,33 +184,22 @@ def neighbours(probe, view: PublicView, monitor_id: str) -> tuple[list[MonitorVi
     return [v for v in upstream if v is not None], [v for v in downstream if v is not None]
 
 
-def overall_status(statuses: list[str]) -> str:
-    if not statuses:
-        return "operational"
-    down = statuses.count("down")
-    if down and down == len(statuses):
-        return "major_outage"
-    if down:
-        return "partial_outage"
-    if "degraded" in statuses:
-        return "degraded"
-    if "maintenance" in statuses:
-        return "maintenance"
-    return "operational"
-
-
-def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool) -> MonitorView:
+def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_maintenance: bool,
+                  operator: str | None) -> MonitorView:
     latest = probe.latest.get(monitor.id)
-    status = "unknown"  # also while probe's own network is down: its failures claim no outage
+    # No result yet, or none for a while, or only failures while probe's own network was down:
+    # never counted as operational, and never as an outage either.
+    checked = "unknown"
     if latest is not None and not latest.offline \
             and now - latest.ts_ms <= STALE_AFTER_INTERVALS * monitor.interval * 1000:
-        status = latest.status.label
+        checked = latest.status.label
     if in_maintenance:
-        status = "maintenance"
+        checked = "maintenance"
     uptime, labels = shown if shown is not None else ({w: None for w in WINDOWS}, {w: "" for w in WINDOWS})
     return MonitorView(
         id=monitor.id, name=monitor.display_name, group=monitor.group, description=monitor.description,
-        status=status, reason=latest.reason if latest and monitor.show_target else "",
+        status=component_status(checked, operator), checked=checked,
+        reason=latest.reason if latest and monitor.show_target else "",
         target=monitor.make_check().target() if monitor.show_target else None,
         last_checked_ms=latest.ts_ms if latest else None,
         latency_ms=latest.latency_ms if latest and latest.status is not Status.DOWN else None,
@@ -271,16 +260,22 @@ def _cell(day: date, sums: tuple, mode: str, names: tuple[str, ...]) -> DayCell:
     value = d.availability(mode)
     down = d.downtime_ms(mode)
     return DayCell(day, value, format_availability(value, down) if value is not None else "",
-                   round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms), names)
+                   round(down / 60_000), round(d.degraded_ms / 60_000), _level(value, down, d.degraded_ms, d.maint_ms),
+                   names)
 
 
-def _level(value: float | None, down_ms: float, degraded_ms: float) -> str:
-    """The cell's colour: degraded time counts as available, but the bar still shows it."""
+LONG_DOWN_MS = 3_600_000  # a day down this long or longer is red; less, orange
+
+
+def _level(value: float | None, down_ms: float, degraded_ms: float, maint_ms: float) -> str:
+    """The cell's colour, by the worst status of the day and how long it lasted: down an hour or
+    more (major), down less (partial), degraded (degraded time counts as available, but the bar
+    shows it), up; a day of maintenance alone is maintenance; grey only for a day with no data."""
     if value is None:
-        return "nodata"
-    if down_ms <= 0:
-        return "minor" if degraded_ms > 0 else "up"
-    return "minor" if value >= 0.99 else "major"
+        return "maint" if maint_ms > 0 else "nodata"
+    if down_ms > 0:
+        return "major" if down_ms >= LONG_DOWN_MS else "partial"
+    return "degraded" if degraded_ms > 0 else "up"
 
 
 def percentiles(rows: list[tuple], qs=(0.5, 0.95)) -> list[tuple[int, list[float | None]]]:
@@ -310,6 +305,8 @@ class _RecentItems:
     until: int
     items: tuple[_IncidentItem, ...]
     spans: dict[str, tuple[tuple[int, int | None, str], ...]]
+    open_impacts: tuple[Impact, ...] = ()  # of the open ones
+    operator: dict[str, str] = field(default_factory=dict)  # monitor -> the worst status open incidents set
 
 
 class IncidentViews(Sequence):
@@ -337,6 +334,10 @@ class IncidentViews(Sequence):
 
     def open(self) -> list[IncidentView]:
         return [self[k] for k, item in enumerate(self._items) if item.incident.is_open]
+
+    def started_since(self, start_ms: int) -> list[IncidentView]:
+        """Those that started at or after `start_ms`, newest first (views made for those only)."""
+        return [self[k] for k, item in enumerate(self._items) if item.incident.started_ms >= start_ms]
 
 
 _ITEMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> _RecentItems
@@ -371,7 +372,19 @@ def _recent_items(probe, found, updates, start: int, now: int, language: str, ke
         items.append(_IncidentItem(incident, title, affected, updates[incident.id]))
         for monitor_id in incident.monitor_ids:
             spans.setdefault(monitor_id, []).append((incident.started_ms, incident.resolved_ms, title))
-    return _RecentItems(key, now, until, tuple(items), {m: tuple(v) for m, v in spans.items()})
+    still_open = [item for item in items if item.incident.is_open]
+    return _RecentItems(key, now, until, tuple(items), {m: tuple(v) for m, v in spans.items()},
+                        tuple(item.incident.impact for item in still_open), _operator_statuses(still_open))
+
+
+def _operator_statuses(items: list[_IncidentItem]) -> dict[str, str]:
+    """Each public monitor's status as open incidents set it: the worst, when several do."""
+    found: dict[str, list[str]] = {}
+    for item in items:
+        for monitor_id, status in item.incident.component_status:
+            if monitor_id in item.monitor_ids:
+                found.setdefault(monitor_id, []).append(status)
+    return {monitor_id: worst_component(statuses) for monitor_id, statuses in found.items()}
 
 
 _HOUR_INCIDENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (key, incidents, updates)

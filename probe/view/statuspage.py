@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import hashlib
 
-from probe.core.models import EventKind, Impact, MaintenanceWindow, Status
-from probe.core.texts import default_body, display_title
+from probe.core.models import EventKind, Impact, MaintenanceWindow
+from probe.core.texts import display_title, update_body
 from probe.core.units import iso_utc
-from probe.view import public
+from probe.view import maintenance, public
+from probe.view.overall import STATES, TO_COMPONENT, worst_component
 
-COMPONENT_STATUS = {"up": "operational", "degraded": "degraded_performance", "down": "major_outage",
-                    "maintenance": "under_maintenance", "unknown": "operational"}
-# overall -> (indicator, description), in Statuspage's words
-INDICATOR = {
-    "operational": ("none", "All Systems Operational"),
-    "degraded": ("minor", "Degraded System Service"),
-    "partial_outage": ("major", "Partial System Outage"),
-    "major_outage": ("critical", "Major System Outage"),
-    "maintenance": ("none", "Service Under Maintenance"),
-}
-# A window that has ended is "verifying" until every monitor it covers has checked up again,
-# for at most this long: past that, a monitor still failing is an incident's business.
-VERIFYING_MAX_MS = 3_600_000
+# page status -> component status; "unknown" (no result yet) is None: such a component is left out
+COMPONENT_STATUS = TO_COMPONENT
+INDICATOR = STATES  # overall state -> (indicator, description), in Statuspage's words
 WEBHOOK_DOCUMENTATION = "https://support.atlassian.com/statuspage/docs/enable-webhook-notifications/"
 
 
@@ -60,8 +51,9 @@ class Shape:
     def components(self) -> list[dict]:
         out, position = [], 0
         for group, monitors in self.view.groups:
+            monitors = [m for m in monitors if COMPONENT_STATUS[m.status]]  # no status yet: left out
             group_id = sp_id("group", group) if group else None
-            if group:
+            if group and monitors:
                 position += 1
                 out.append(self._component(group_id, group, _worst(monitors), position, None, True,
                                            [sp_id("monitor", m.id) for m in monitors]))
@@ -83,8 +75,8 @@ class Shape:
 
     def incident(self, item: public.IncidentView) -> dict:
         inc = item.incident
-        components = [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS.get(m.status, "operational"),
-                                      0, None, False, None) for m in item.monitors]
+        components = [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS[m.status],
+                                      0, None, False, None) for m in item.monitors if COMPONENT_STATUS.get(m.status)]
         updates = [self._update(inc.id, u) for u in reversed(item.updates)]  # newest first, as Statuspage
         monitoring = next((u.created_ms for u in item.updates if u.status == "monitoring"), None)
         last = max([u.created_ms for u in item.updates] + [inc.started_ms, inc.postmortem_ms or 0])
@@ -100,22 +92,13 @@ class Shape:
     def _update(self, incident_id: int, u) -> dict:
         language = self.probe.config.page.language
         at = iso_utc(u.created_ms)
-        return {"id": sp_id("update", u.id), "status": u.status, "body": u.body or default_body(u.status, language),
+        return {"id": sp_id("update", u.id), "status": u.status, "body": u.body or update_body(u.status, u.kind, language),
                 "incident_id": sp_id("incident", incident_id), "created_at": at, "updated_at": at,
                 "display_at": at, "affected_components": None, "deliver_notifications": True,
                 "custom_tweet": None, "tweet_id": None}
 
     def maintenance_status(self, window: MaintenanceWindow) -> str:
-        """scheduled | in_progress | verifying | completed (see VERIFYING_MAX_MS)."""
-        now = self.view.now_ms
-        status = window.status(now)
-        if status == "completed" and now - window.end_ms < VERIFYING_MAX_MS and not self._back_up(window):
-            return "verifying"
-        return status
-
-    def _back_up(self, window: MaintenanceWindow) -> bool:
-        latest = [self.probe.latest.get(m) for m in window.monitors]
-        return all(r is not None and r.ts_ms >= window.end_ms and r.status is Status.UP for r in latest)
+        return maintenance.state(self.probe, window, self.view.now_ms)
 
     def maintenance(self, window: MaintenanceWindow) -> dict:
         status = self.maintenance_status(window)
@@ -132,7 +115,7 @@ class Shape:
                                       "created_at": created, "updated_at": created, "display_at": created,
                                       "affected_components": None}],
                 "components": [self._component(sp_id("monitor", m.id), m.name, COMPONENT_STATUS[m.status], 0,
-                                               None, False, None) for m in monitors]}
+                                               None, False, None) for m in monitors if COMPONENT_STATUS[m.status]]}
 
     def component_change(self, event, monitor: public.MonitorView, old: str, new: str) -> dict:
         cid = sp_id("monitor", monitor.id)
@@ -200,13 +183,13 @@ async def maintenance_payload(probe, window: MaintenanceWindow, now: int) -> dic
 
 
 def _worst(monitors: list[public.MonitorView]) -> str:
-    order = ["major_outage", "partial_outage", "degraded_performance", "under_maintenance", "operational"]
+    """A group's status: major outage when all its members are, partial when some are, else the worst."""
     statuses = [COMPONENT_STATUS[m.status] for m in monitors]
     if statuses and all(s == "major_outage" for s in statuses):
         return "major_outage"
     if "major_outage" in statuses:
         return "partial_outage"
-    return next((s for s in order if s in statuses), "operational")
+    return worst_component(statuses) or "operational"
 
 
 ROUTES = {

@@ -14,9 +14,11 @@ from datetime import datetime
 from aiohttp import web
 
 from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow
+from probe.core.texts import display_title
 from probe.core.units import iso_utc, now_ms, parse_duration
 from probe.core.window import SlidingWindow
 from probe.engine.operator import NewIncident, Operator, OperatorError
+from probe.view import maintenance
 from probe.view.public import whole_number
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
@@ -69,10 +71,17 @@ MAINTENANCE_SHOWN_MS = (7 * 86_400_000, 90 * 86_400_000)  # a week back, 90 days
 
 
 async def list_maintenance(request: web.Request, operator: Operator) -> web.Response:
+    """Each window's current or next occurrence; ?all=true: every occurrence of the last week and
+    the next 90 days; ?until=ISO 8601: every occurrence from a week ago until then."""
     probe, now = operator.probe, now_ms()
-    windows = probe.maintenance_between(now - MAINTENANCE_SHOWN_MS[0], now + MAINTENANCE_SHOWN_MS[1])
+    until = _instant(request.query["until"], "until") if request.query.get("until") else None
+    every = until is not None or request.query.get("all") in ("1", "true")
+    windows = probe.maintenance_between(now - MAINTENANCE_SHOWN_MS[0], until or now + MAINTENANCE_SHOWN_MS[1])
+    if not every:
+        windows = maintenance.next_per_window(probe, windows, now, MAINTENANCE_SHOWN_MS[0])
     ad_hoc = {w.id for w in probe.scheduled}
-    return _json({"maintenance": [maintenance_json(w, now, w.id in ad_hoc) for w in windows]})
+    return _json({"maintenance": [maintenance_json(probe, w, now, w.id in ad_hoc) for w in windows],
+                  "time_zone": probe.config.page.timezone})
 
 
 async def add_maintenance(request: web.Request, operator: Operator) -> web.Response:
@@ -101,7 +110,7 @@ async def add_maintenance(request: web.Request, operator: Operator) -> web.Respo
     window = MaintenanceWindow(f"op-{now}", body["title"].strip(), tuple(body["monitors"]), start, end,
                                body.get("description", ""))
     await probe.schedule_maintenance(window, _author(request))
-    return _json(maintenance_json(window, now, True), 201)
+    return _json(maintenance_json(probe, window, now, True) | {"time_zone": probe.config.page.timezone}, 201)
 
 
 async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Response:
@@ -118,10 +127,11 @@ async def cancel_maintenance(request: web.Request, operator: Operator) -> web.Re
     return _json({"cancelled": window_id, "ended_early": ended is not None})
 
 
-def maintenance_json(window: MaintenanceWindow, now: int, ad_hoc: bool) -> dict:
+def maintenance_json(probe, window: MaintenanceWindow, now: int, ad_hoc: bool) -> dict:
     return {"id": window.id, "title": window.title, "description": window.description,
             "monitors": list(window.monitors), "starts_at": iso_utc(window.start_ms), "ends_at": iso_utc(window.end_ms),
-            "status": window.status(now), "source": "admin" if ad_hoc else "config"}
+            "status": maintenance.state(probe, window, now), "source": "admin" if ad_hoc else "config",
+            "window": window.series or window.id, "rule": maintenance.rule(probe, window, probe.config.page.language)}
 
 
 def _instant(text: str, name: str) -> int:
@@ -200,34 +210,47 @@ async def list_incidents(request: web.Request, operator: Operator) -> web.Respon
     else:
         incidents = await store.incidents(limit=_int_query(request, "limit", 50, 1, 500))
     updates = await store.incident_updates([i.id for i in incidents])
-    return _json({"incidents": [incident_json(i, updates[i.id]) for i in incidents]})
+    return _json({"incidents": [incident_json(i, updates[i.id], operator.probe.config) for i in incidents],
+                  "time_zone": operator.probe.config.page.timezone})
 
 
 async def get_incident(request: web.Request, operator: Operator) -> web.Response:
     incident = await operator._current(_incident_id(request))
     updates = await operator.probe.store.incident_updates([incident.id])
-    return _json(incident_json(incident, updates[incident.id]))
+    return _json(incident_json(incident, updates[incident.id], operator.probe.config))
 
 
 async def open_incident(request: web.Request, operator: Operator) -> web.Response:
-    body = await _body(request, {"title": str, "impact": str, "monitors": list, "status": str, "body": str})
+    body = await _body(request, {"title": str, "impact": str, "monitors": list, "status": str, "body": str,
+                                 "component_status": dict})
     if not all(isinstance(m, str) for m in body.get("monitors", [])):
         raise OperatorError("monitors must be a list of monitor ids")
     body["monitors"] = tuple(body.get("monitors", ()))
+    body["component_status"] = _component_status(body)
     incident = await operator.open(NewIncident(**body), author=_author(request))
     return await _answer(operator, incident, 201)
 
 
 async def post_update(request: web.Request, operator: Operator) -> web.Response:
-    body = await _body(request, {"status": str, "body": str}, required=("status",))
-    incident = await operator.update(_incident_id(request), body["status"], body.get("body"), _author(request))
+    body = await _body(request, {"status": str, "body": str, "component_status": dict}, required=("status",))
+    incident = await operator.update(_incident_id(request), body["status"], body.get("body"), _author(request),
+                                     _component_status(body))
     return await _answer(operator, incident, 201)
 
 
 async def edit_incident(request: web.Request, operator: Operator) -> web.Response:
-    body = await _body(request, {"title": str, "impact": str})
-    incident = await operator.edit(_incident_id(request), body.get("title"), body.get("impact"), _author(request))
+    body = await _body(request, {"title": str, "impact": str, "component_status": dict})
+    incident = await operator.edit(_incident_id(request), body.get("title"), body.get("impact"), _author(request),
+                                   _component_status(body))
     return await _answer(operator, incident)
+
+
+def _component_status(body: dict) -> tuple[tuple[str, str], ...]:
+    """{"api": "degraded_performance", ...} -> (("api", "degraded_performance"), ...)."""
+    given = body.get("component_status", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+        raise OperatorError("component_status must map monitor ids to component statuses")
+    return tuple(given.items())
 
 
 async def publish_postmortem(request: web.Request, operator: Operator) -> web.Response:
@@ -238,15 +261,21 @@ async def publish_postmortem(request: web.Request, operator: Operator) -> web.Re
 
 async def _answer(operator: Operator, incident: Incident, status: int = 200) -> web.Response:
     updates = await operator.probe.store.incident_updates([incident.id])
-    return _json(incident_json(incident, updates[incident.id]), status)
+    return _json(incident_json(incident, updates[incident.id], operator.probe.config), status)
 
 
-def incident_json(incident: Incident, updates: list[IncidentUpdate]) -> dict:
+def incident_json(incident: Incident, updates: list[IncidentUpdate], config) -> dict:
+    """`title` is the operator's ("" for an automatic incident not yet given one); `display_title`
+    what the page shows ("Website is down"); `time_zone` the page's, for the CLI's times."""
+    monitor = config.monitor(incident.monitor_ids[0]) if incident.monitor_ids else None
+    shown = display_title(incident, monitor.display_name if monitor else "", config.page.language)
     return {
-        "id": incident.id, "title": incident.title, "origin": incident.origin,
+        "id": incident.id, "title": incident.title, "display_title": shown, "time_zone": config.page.timezone,
+        "origin": incident.origin,
         "impact": incident.impact.value, "status": incident.status,
         "monitors": list(incident.monitor_ids), "reason": incident.reason,
         "started_at": iso_utc(incident.started_ms), "resolved_at": iso_utc(incident.resolved_ms),
+        "component_status": dict(incident.component_status),
         "postmortem": incident.postmortem or None, "postmortem_at": iso_utc(incident.postmortem_ms),
         "updates": [{"id": u.id, "status": u.status, "body": u.body, "kind": u.kind, "author": u.author,
                      "created_at": iso_utc(u.created_ms)} for u in updates],

@@ -7,8 +7,9 @@ from datetime import datetime
 from aiohttp import web
 
 from probe.core.units import iso_utc, now_ms
+from probe.view import maintenance as maintenances
 from probe.view import public
-from probe.view.statuspage import COMPONENT_STATUS
+from probe.view.statuspage import COMPONENT_STATUS, INDICATOR
 from probe.web.keys import PROBE
 
 MAX_RESULTS = 5000
@@ -34,7 +35,8 @@ def _json(data, max_age: int = 5) -> web.Response:
 
 def monitor_json(m: public.MonitorView) -> dict:
     doc = {"id": m.id, "name": m.name, "group": m.group, "status": m.status,
-           "component_status": COMPONENT_STATUS[m.status], "last_checked_at": iso_utc(m.last_checked_ms),
+           "component_status": COMPONENT_STATUS[m.status], "checked_status": m.checked,
+           "last_checked_at": iso_utc(m.last_checked_ms),
            "latency_ms": None if m.latency_ms is None else round(m.latency_ms, 3),
            "uptime": {w: None if v is None else round(v * 100, 4) for w, v in m.uptime.items()},
            "uptime_display": m.uptime_label}
@@ -46,7 +48,9 @@ def monitor_json(m: public.MonitorView) -> dict:
 async def status(request: web.Request) -> web.Response:
     probe = _probe(request)
     view = await public.build_view(probe, language=probe.config.page.language)
-    return _json({"status": view.overall, "updated_at": iso_utc(view.now_ms),
+    indicator, description = INDICATOR[view.overall]
+    return _json({"status": view.overall, "indicator": indicator, "description": description,
+                  "updated_at": iso_utc(view.now_ms),
                   "monitors": [monitor_json(m) for m in view.monitors]})
 
 
@@ -95,7 +99,7 @@ async def incidents(request: web.Request) -> web.Response:
     found = await public.public_incidents(probe, limit, before)
     updates = await probe.store.incident_updates([i.id for i in found])
     names = {m.id: m.display_name for m in public.public_monitors(probe)}
-    from probe.core.texts import default_body, display_title
+    from probe.core.texts import display_title, update_body
     language = probe.config.page.language
     items = []
     for inc in found:
@@ -105,7 +109,7 @@ async def incidents(request: web.Request) -> web.Response:
             "monitors": monitors, "impact": inc.impact.value, "status": inc.status,
             "started_at": iso_utc(inc.started_ms), "resolved_at": iso_utc(inc.resolved_ms),
             "postmortem": inc.postmortem or None,
-            "updates": [{"status": u.status, "body": u.body or default_body(u.status, language),
+            "updates": [{"status": u.status, "body": u.body or update_body(u.status, u.kind, language),
                          "created_at": iso_utc(u.created_ms)} for u in updates[inc.id]]})
     next_before = found[-1].started_ms if len(found) == limit else None
     return _json({"incidents": items, "next": f"/api/v1/incidents?before={next_before}&limit={limit}"
@@ -116,9 +120,11 @@ async def maintenance(request: web.Request) -> web.Response:
     probe = _probe(request)
     now = now_ms()
     windows = public.public_windows(probe, now - 90 * DAY_MS, now + 90 * DAY_MS)  # not those of private monitors alone
+    language = probe.config.page.language
     return _json({"maintenance": [
-        {"id": w.id, "title": w.title, "description": w.description, "status": w.status(now),
-         "monitors": list(w.monitors), "start": iso_utc(w.start_ms), "end": iso_utc(w.end_ms)}
+        {"id": w.id, "title": w.title, "description": w.description, "status": maintenances.state(probe, w, now),
+         "monitors": list(w.monitors), "start": iso_utc(w.start_ms), "end": iso_utc(w.end_ms),
+         "window": w.series or w.id, "rule": maintenances.rule(probe, w, language) or None}
         for w in windows]})
 
 

@@ -9,8 +9,8 @@ from probe.view import public
 from probe.web.cache import respond
 from probe.web.keys import CACHE, PROBE
 
-COLOURS = {"up": "#1f9d55", "degraded": "#d69e2e", "down": "#d64545", "maintenance": "#3b82c4",
-           "unknown": "#9f9f9f"}
+COLOURS = {"up": "#1f9d55", "degraded": "#d69e2e", "partial": "#dd6b20", "down": "#d64545",
+           "maintenance": "#3b82c4", "unknown": "#9f9f9f"}
 # Verdana 11px advance widths (as shields.io measures); other characters count as "m"-wide.
 _NARROW = {"i": 3.1, "l": 3.1, "j": 3.4, "f": 4.3, "t": 4.3, "r": 4.7, " ": 3.9, ".": 3.9, ",": 3.9,
            ":": 4.5, "%": 10.9, "I": 4.6, "1": 7.0, "(": 5.4, ")": 5.4, "-": 4.6}

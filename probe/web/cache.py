@@ -27,6 +27,7 @@ class Rendered:
     at: float
     status: int = 200
     gzipped: bytes | None = None  # None when compressing would not pay
+    generation: object = None  # what the cache's `generation()` said when the render began
 
 
 MIN_GZIP_BYTES = 1024
@@ -40,15 +41,21 @@ def compress(body: bytes) -> bytes | None:
 
 
 class RenderCache:
-    def __init__(self, ttl: float = TTL_S) -> None:
+    def __init__(self, ttl: float = TTL_S, generation: Callable[[], object] = lambda: None) -> None:
+        """`generation`: a value that changes when what the public sees changes by someone's action
+        (an operator's incident or maintenance, a reload): an entry of another generation is stale
+        at once, so the page never contradicts an incident just opened. Checks' results do not
+        change it: they are what the few seconds of cache are for."""
         self.ttl = ttl
+        self.generation = generation
         self._entries: dict[str, Rendered] = {}
         self._pending: dict[str, asyncio.Future] = {}
         self.renders = 0
 
     async def get(self, key: str, render: Callable[[], Awaitable[tuple[bytes, str]]]) -> Rendered:
+        generation = self.generation()
         entry = self._entries.get(key)
-        if entry is not None and time.monotonic() - entry.at < self.ttl:
+        if entry is not None and time.monotonic() - entry.at < self.ttl and entry.generation == generation:
             return entry
         pending = self._pending.get(key)
         if pending is not None:
@@ -59,7 +66,7 @@ class RenderCache:
             body, content_type = await render()
             self.renders += 1
             entry = Rendered(body, content_type, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
-                             time.monotonic(), gzipped=compress(body))
+                             time.monotonic(), gzipped=compress(body), generation=generation)
             if len(self._entries) > 1000:  # query strings are visitor-chosen: bound the memory
                 self._entries.clear()
             self._entries[key] = entry

@@ -1,21 +1,22 @@
 """/history.atom and /history.rss: incidents and maintenance with their updates, newest first.
 
 Built with ElementTree, which escapes every text and attribute, so operator text
-cannot break the XML. Entry ids are stable tag: URIs, so readers do not repeat items.
+cannot break the XML. Entry content is HTML: operators' markdown through the page's renderer. Entry ids are stable tag: URIs, so readers do not repeat items.
 """
 from __future__ import annotations
 
-import html
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 from aiohttp import web
+from markupsafe import escape
 
-from probe.core.texts import default_body
+from probe.core.markdown import to_html
+from probe.core.texts import update_body
 from probe.core.units import iso_utc
-from probe.view import public
+from probe.view import maintenance, public
 from probe.web.cache import respond
 from probe.web.keys import CACHE, PROBE
 
@@ -34,26 +35,29 @@ async def _entries(request: web.Request) -> tuple[list[dict], str, object]:
     view = await public.build_view(probe, language=language, figures=False)
     base = (probe.config.page.url or f"{request.scheme}://{request.host}").rstrip("/")
     entries = [_incident_entry(i, base, language) for i in view.incidents]
-    entries += [_maintenance_entry(w, base, view.now_ms) for w in view.maintenance]
+    entries += [_maintenance_entry(w, base, maintenance.state(probe, w, view.now_ms)) for w in view.maintenance]
     entries.sort(key=lambda e: e["updated"], reverse=True)
     return entries[:MAX_ENTRIES], base, probe.config.page
 
 
 def _incident_entry(item: public.IncidentView, base: str, language: str) -> dict:
+    """The updates newest first, each body rendered from markdown as on the page (core/markdown.py)."""
     inc = item.incident
-    lines = [f"{u.status}: {u.body or default_body(u.status, language)} ({iso_utc(u.created_ms)})"
+    parts = [f"<p><strong>{escape(u.status)}</strong> ({iso_utc(u.created_ms)})</p>"
+             + (to_html(u.body) if u.body else f"<p>{escape(update_body(u.status, u.kind, language))}</p>")
              for u in reversed(item.updates)]
     if inc.postmortem:
-        lines.insert(0, "Postmortem published.")
+        parts.insert(0, "<p><strong>Postmortem</strong></p>" + to_html(inc.postmortem))
     updated = max([u.created_ms for u in item.updates] + [inc.started_ms, inc.postmortem_ms or 0])
     return {"id": f"incident-{inc.id}", "title": f"{item.title} [{inc.status}]", "link": f"{base}/incidents/{inc.id}",
-            "published": inc.started_ms, "updated": updated, "text": "\n".join(lines)}
+            "published": inc.started_ms, "updated": updated, "html": "\n".join(parts)}
 
 
-def _maintenance_entry(window, base: str, now: int) -> dict:
-    text = f"{window.description or window.title}\n{iso_utc(window.start_ms)} – {iso_utc(window.end_ms)}"
-    return {"id": f"maintenance-{window.id}", "title": f"{window.title} [maintenance: {window.status(now)}]",
-            "link": f"{base}/history", "published": window.start_ms, "updated": window.start_ms, "text": text}
+def _maintenance_entry(window, base: str, state: str) -> dict:
+    html = (f"<p>{escape(window.description or window.title)}</p>"
+            f"<p>{iso_utc(window.start_ms)} – {iso_utc(window.end_ms)}</p>")
+    return {"id": f"maintenance-{window.id}", "title": f"{window.title} [maintenance: {state}]",
+            "link": f"{base}/history", "published": window.start_ms, "updated": window.start_ms, "html": html}
 
 
 def _tag(base: str, entry_id: str) -> str:
@@ -77,7 +81,7 @@ async def atom(request: web.Request) -> web.Response:
             ET.SubElement(entry, "link", href=e["link"], rel="alternate")
             ET.SubElement(entry, "published").text = iso_utc(e["published"])
             ET.SubElement(entry, "updated").text = iso_utc(e["updated"])
-            ET.SubElement(entry, "content", type="text").text = e["text"]
+            ET.SubElement(entry, "content", type="html").text = e["html"]
         return _xml(feed), "application/atom+xml"
     return respond(request, await _cache(request).get(request.path, render), max_age=30)
 
@@ -97,8 +101,7 @@ async def rss(request: web.Request) -> web.Response:
             ET.SubElement(item, "guid", isPermaLink="false").text = _tag(base, e["id"])
             ET.SubElement(item, "pubDate").text = format_datetime(
                 datetime.fromtimestamp(e["updated"] / 1000, timezone.utc))
-            # RSS readers treat description as HTML: escape the text once more so it stays text.
-            ET.SubElement(item, "description").text = html.escape(e["text"]).replace("\n", "<br>")
+            ET.SubElement(item, "description").text = e["html"]  # RSS readers take it as HTML
         return _xml(root), "application/rss+xml"
     return respond(request, await _cache(request).get(request.path, render), max_age=30)
 

@@ -129,3 +129,15 @@ class Snapshot:
             yield GaugeMetricFamily("probe_connectivity_ok",
                                     "1 while a [server] connectivity target answers (probe's own network is up)",
                                     value=1 if self.probe.connectivity.ok else 0)
+        yield from self._reload()
+
+    def _reload(self):
+        """The names Prometheus uses for its own config reloads."""
+        watcher = self.probe.watcher
+        if watcher is None:
+            return
+        yield GaugeMetricFamily("probe_config_last_reload_successful",
+                                "1 if the last config reload (or the start) succeeded, 0 if it was rejected",
+                                value=1 if watcher.last_reload_ok else 0)
+        yield GaugeMetricFamily("probe_config_last_reload_success_timestamp_seconds",
+                                "When the config was last loaded successfully", value=watcher.loaded_ms / 1000)

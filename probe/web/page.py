@@ -1,7 +1,7 @@
 """The status page: /, /monitors/{id}, /incidents/{id}, /history. Server-rendered, cached."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -10,7 +10,9 @@ from markupsafe import Markup
 from probe.core.texts import display_title
 from probe.core.units import now_ms
 from probe.storage import DAILY, HOURLY
-from probe.view import public
+from probe.view import maintenance, public
+from probe.view.words import texts
+from probe.web import charts
 from probe.web.cache import RenderCache, respond
 from probe.web.keys import CACHE, ENV, PROBE, ROWS
 from probe.web.render import OVERALL_ICON, environment, page_globals
@@ -19,12 +21,12 @@ from probe.web.rows import RowCache
 STATIC = Path(__file__).parent / "static"
 HISTORY_PAGE = 20
 HISTORY_MAINTENANCE_MS = 365 * 86_400_000  # how far back the first page lists maintenance
-DAY_MS = 86_400_000
+DAY_MS, HOUR_MS = 86_400_000, 3_600_000
 
 
 def add_routes(app: web.Application) -> None:
     app[ENV] = environment()
-    app[CACHE] = RenderCache()
+    app[CACHE] = RenderCache(generation=app[PROBE].public_generation)
     app[ROWS] = RowCache()
     app.router.add_get("/", index)
     app.router.add_get("/monitors/{id}", monitor_page)
@@ -70,8 +72,13 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
     context = page_globals(probe.config, language)
     shown = await rows.rows(env.get_template("_row.html"), context, language, view.monitors)
     template = env.get_template("index.html")
+    running, upcoming = maintenance.front_page(probe, view.maintenance, view.now_ms,
+                                               probe.config.page.upcoming * 1000, language)
+    past_key = (probe.store.incidents_version, probe.config_version, probe.store.calendar.date_of(view.now_ms), language)
+    past = rows.section(past_key, lambda: env.get_template("_past.html").render(**context, past_days=past_days(probe, view)))
     extra = {"overall_icon": OVERALL_ICON[view.overall], "subscribing": probe.config.subscribers.email,
-             "subscribe_groups": probe.notify.subscribers.groups()}
+             "subscribe_groups": probe.notify.subscribers.groups(), "maintenance_now": running,
+             "maintenance_next": upcoming, "past": Markup(past)}
     pieces = template.render(**context, **extra, view=view, rows=dict.fromkeys(shown, ROW_MARK)).split(ROW_MARK)
     order = [m.id for _, monitors in view.groups for m in monitors]
     if len(pieces) != len(order) + 1:  # a text holds the mark (a name with NUL characters): no shortcut
@@ -81,6 +88,22 @@ async def render_index(env, rows: RowCache, probe, view: public.PublicView) -> b
     for monitor_id, piece in zip(order, pieces[1:]):
         out += (shown[monitor_id], piece.encode())
     return b"".join(out)
+
+
+PAST_DAYS = 14  # the front page's past incidents, day by day, as Statuspage shows them
+PAST_PER_DAY = 5  # a flapping day's others are in the history, not on the front page
+
+
+def past_days(probe, view: public.PublicView) -> list[tuple[date, list[public.IncidentView], int]]:
+    """The last PAST_DAYS days (page time zone), newest first, each with (at most PAST_PER_DAY of)
+    the incidents that started on it and how many more there were."""
+    calendar = probe.store.calendar
+    today = calendar.date_of(view.now_ms)
+    first = calendar.local_midnight(today - timedelta(days=PAST_DAYS - 1))
+    days: dict[date, list] = {today - timedelta(days=k): [] for k in range(PAST_DAYS)}
+    for item in view.incidents.started_since(first) if isinstance(view.incidents, public.IncidentViews) else []:
+        days.setdefault(calendar.date_of(item.incident.started_ms), []).append(item)
+    return [(day, items[:PAST_PER_DAY], len(items) - len(items[:PAST_PER_DAY])) for day, items in days.items()]
 
 
 async def monitor_page(request: web.Request) -> web.Response:
@@ -93,14 +116,26 @@ async def monitor_page(request: web.Request) -> web.Response:
         now = now_ms()
         view = await public.build_view(probe, now, probe.config.page.language)
         m = view.monitor(monitor_id)
-        hourly = await probe.store.rollup_series([monitor_id], HOURLY, now - 7 * DAY_MS, now + 1)
-        daily = await probe.store.rollup_series([monitor_id], DAILY, now - 90 * DAY_MS, now + 1)
         incidents = [i for i in view.incidents if monitor_id in i.incident.monitor_ids]
+        hourly, daily = await latency_charts(probe, monitor_id, now)
         upstream, downstream = public.neighbours(probe, view, monitor_id)
         return render(request, "monitor.html", m=m, months=await _months(probe, monitor_id, now),
-                      hourly=public.percentiles(hourly[monitor_id]), daily=public.percentiles(daily[monitor_id]),
-                      incidents=incidents, upstream=upstream, downstream=downstream), "text/html"
+                      hourly=hourly, daily=daily, incidents=incidents, upstream=upstream,
+                      downstream=downstream), "text/html"
     return await _cached(request, build)
+
+
+async def latency_charts(probe, monitor_id: str, now: int) -> tuple[Markup, Markup]:
+    """The monitor page's two charts: per hour over 7 days (this hour: each check, from the raw
+    results) and per day over 90 days."""
+    store, tz = probe.store, probe.config.page.tz
+    words = texts(probe.config.page.language)
+    hourly = await store.rollup_series([monitor_id], HOURLY, now - 7 * DAY_MS, now + 1)
+    daily = await store.rollup_series([monitor_id], DAILY, now - 90 * DAY_MS, now + 1)
+    this_hour = await store.results(monitor_id, now - now % HOUR_MS, now + 1, limit=5000)
+    raw = [(r.ts_ms, r.latency_ms) for r in this_hour if r.latency_ms is not None]
+    return (charts.chart(public.percentiles(hourly[monitor_id]), HOUR_MS, now, 7 * DAY_MS, tz, words, raw),
+            charts.chart(public.percentiles(daily[monitor_id]), DAY_MS, now, 90 * DAY_MS, tz, words))
 
 
 async def _months(probe, monitor_id: str, now: int) -> list[tuple[str, str]]:
@@ -151,18 +186,26 @@ async def history_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="before must be a time in milliseconds")
 
     async def build():
-        shown = await public.public_incidents(probe, HISTORY_PAGE, before_ms)
-        views = [await _incident_view(probe, i) for i in shown]
-        older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
         now = now_ms()
-        # Maintenance of the same span (past and current: upcoming windows are on the front page).
-        span_end = min(before_ms or now, now)
-        windows = [w for w in public.public_windows(probe, older or now - HISTORY_MAINTENANCE_MS, span_end)
-                   if w.start_ms <= now]
-        items = [(v.incident.started_ms, v) for v in views] + [(w.start_ms, w) for w in windows]
-        months: dict[str, list] = {}
-        for started_ms, item in sorted(items, key=lambda pair: pair[0], reverse=True):
-            key = datetime.fromtimestamp(started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
-            months.setdefault(key, []).append(item)
-        return render(request, "history.html", months=list(months.items()), older=older, now=now), "text/html"
+        months, older = await history_months(probe, now, before_ms)
+        return render(request, "history.html", months=months, older=older, now=now,
+                      maintenance_state=lambda w: maintenance.state(probe, w, now)), "text/html"
     return await _cached(request, build, ("before",))
+
+
+async def history_months(probe, now: int, before_ms: int | None) -> tuple[list[tuple[str, list]], int | None]:
+    """A page of history: incidents and the maintenance of the same span, by month (page time zone),
+    newest first; and where the next page starts (None: this is the last)."""
+    shown = await public.public_incidents(probe, HISTORY_PAGE, before_ms)
+    views = [await _incident_view(probe, i) for i in shown]
+    older = shown[-1].started_ms if len(shown) == HISTORY_PAGE else None
+    # Maintenance of the same span (past and current: upcoming windows are on the front page).
+    span_end = min(before_ms or now, now)
+    windows = [w for w in public.public_windows(probe, older or now - HISTORY_MAINTENANCE_MS, span_end)
+               if w.start_ms <= now]
+    items = [(v.incident.started_ms, v) for v in views] + [(w.start_ms, w) for w in windows]
+    months: dict[str, list] = {}
+    for started_ms, item in sorted(items, key=lambda pair: pair[0], reverse=True):
+        key = datetime.fromtimestamp(started_ms / 1000, probe.config.page.tz).strftime("%Y-%m")
+        months.setdefault(key, []).append(item)
+    return list(months.items()), older

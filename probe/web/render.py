@@ -8,20 +8,21 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
-from probe.core.texts import default_body
+from probe.core.markdown import to_html
+from probe.core.texts import update_body
 from probe.core.units import iso_utc
 from probe.view.words import texts
 
 HERE = Path(__file__).parent
-ICONS = {"up": "✓", "degraded": "!", "down": "✕", "maintenance": "⚒", "unknown": "?"}
-OVERALL_ICON = {"operational": "up", "degraded": "degraded", "partial_outage": "down",
-                "major_outage": "down", "maintenance": "maintenance"}
+ICONS = {"up": "✓", "degraded": "!", "partial": "◐", "down": "✕", "maintenance": "⚒", "unknown": "?"}
+OVERALL_ICON = {"operational": "up", "degraded": "degraded", "minor_outage": "degraded", "partial_outage": "down",
+                "major_outage": "down", "maintenance": "maintenance", "unknown": "unknown"}
 
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              enable_async=False, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(icons=ICONS, iso=iso_utc, sparkline=sparkline, chart=chart, markdown=markdown)
+    env.globals.update(icons=ICONS, iso=iso_utc, sparkline=sparkline, markdown=markdown)
     return env
 
 
@@ -49,7 +50,7 @@ def page_globals(config, language: str) -> dict:
     badges = {status: Markup(f'<span class="status s-{status}"><span class="icon" aria-hidden="true">{icon}</span> '
                              f'{escape(t["status." + status])}</span>') for status, icon in ICONS.items()}
     return {"t": t, "page": config.page, "when": when, "bar": bar, "badges": badges,
-            "default_body": lambda status: default_body(status, language),
+            "update_body": lambda u: update_body(u.status, u.kind, language),
             "maintenance_mode": config.stats.maintenance}
 
 
@@ -69,32 +70,19 @@ def _cell_html(language: str, day, level: str, label: str, has_data: bool, down_
     return f'<li class="cell l-{level}" tabindex="0" title="{escape(chr(10).join(lines))}"></li>'
 
 
-def sparkline(values: list[float | None], width: int = 120, height: int = 24) -> Markup:
-    return _sparkline(tuple(values), width, height)
+def sparkline(values: list[float | None], too_little: str, width: int = 120, height: int = 24) -> Markup:
+    return _sparkline(tuple(values), too_little, width, height)
 
 
 @functools.lru_cache(maxsize=16_384)
-def _sparkline(values: tuple[float | None, ...], width: int, height: int) -> Markup:
-    """Memoised: a quiet monitor's last 24 hours are the same from one render to the next."""
+def _sparkline(values: tuple[float | None, ...], too_little: str, width: int, height: int) -> Markup:
+    """Memoised: a quiet monitor's last 24 hours are the same from one render to the next.
+    Fewer than two hours with latencies draw no line: `too_little` says so instead."""
     points = _points(values, width, height)
-    if not points:
-        return Markup('<span class="muted">–</span>')
+    if points.count(" ") < 1:
+        return Markup(f'<span class="muted spark-empty">{escape(too_little)}</span>')
     return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="response time">'
                   f'<polyline points="{points}"/></svg>')
-
-
-def chart(series: list[tuple[int, list[float | None]]], width: int = 720, height: int = 140) -> Markup:
-    """p50 and p95 lines, one point per bucket, both on the p95 scale."""
-    p50 = [values[0] for _, values in series]
-    p95 = [values[1] for _, values in series]
-    top = max([v for v in p95 if v is not None] or [0])
-    if not top:
-        return Markup('<p class="muted">–</p>')
-    lines = "".join(f'<polyline class="{name}" points="{_points(values, width, height, top)}"/>'
-                    for name, values in (("p50", p50), ("p95", p95)))
-    label = escape(f"p95 max {top:.0f} ms")
-    return Markup(f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
-                  f'aria-label="{label}">{lines}</svg>')
 
 
 def _points(values: list[float | None], width: int, height: int, top: float | None = None) -> str:
@@ -107,22 +95,6 @@ def _points(values: list[float | None], width: int, height: int, top: float | No
                     for i, v in enumerate(values) if v is not None)
 
 
-def markdown(text: str) -> Markup:
-    """A safe subset of markdown for postmortems: headings, lists, paragraphs. All text escaped."""
-    html, items = [], []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = [line for line in block.split("\n") if line.strip()]
-        if not lines:
-            continue
-        if all(line.lstrip().startswith(("- ", "* ")) for line in lines):
-            items = "".join(f"<li>{escape(line.lstrip()[2:])}</li>" for line in lines)
-            html.append(f"<ul>{items}</ul>")
-            continue
-        for line in lines:
-            level = len(line) - len(line.lstrip("#"))
-            if 1 <= level <= 4 and line[level:level + 1] == " ":
-                html.append(f"<h{level + 2}>{escape(line[level + 1:])}</h{level + 2}>")
-                lines = [x for x in lines if x != line]
-        if lines:
-            html.append("<p>" + "<br>".join(str(escape(line)) for line in lines) + "</p>")
-    return Markup("".join(html))
+def markdown(text: str, inline: bool = False) -> Markup:
+    """An operator's markdown (postmortems, update bodies) as safe HTML: see core/markdown.py."""
+    return Markup(to_html(text, inline))

@@ -28,7 +28,15 @@ class RowCache:
 
     def __init__(self) -> None:
         self._rows: dict[str, dict[str, tuple[tuple, bytes]]] = {}  # language -> monitor id -> (key, html)
+        self._section: tuple[tuple, str] | None = None  # the past 14 days: (key, html)
         self.renders = 0  # rows rendered (for tests and benchmarks)
+
+    def section(self, key: tuple, render) -> str:
+        """The front page's past incidents, rendered again only when `key` (incidents, config,
+        day, language) changes: a day of a flapping monitor is dozens of cards."""
+        if self._section is None or self._section[0] != key:
+            self._section = key, render()
+        return self._section[1]
 
     async def rows(self, template, context: dict, language: str, monitors) -> dict[str, bytes]:
         """The row of each monitor by id, as UTF-8 HTML. Rows of monitors no longer shown are dropped."""

@@ -20,6 +20,13 @@ EXPECTED = {
     "invalid-defaults-key.toml": ['defaults: "id" cannot have a default',
                                   'defaults: unknown key "intervall" (did you mean "interval"?)'],
     "invalid-duplicate-id.toml": ['monitors[1] "web": id "web" is already used by monitors[0]'],
+    # Once, at defaults; a monitor that sets the same wrong value itself is told so itself.
+    "invalid-defaults-value.toml": ['defaults: failure_threshold must be at least 1 (got 0)',
+                                    'defaults: interval must be greater than 0 (got 0ms)',
+                                    'monitors[2] "api": failure_threshold must be at least 1 (got 0)'],
+    # No "names no [[monitors]] entry" or "names no [[notifiers]] entry" for entries that exist but are wrong.
+    "invalid-no-cascade.toml": ['monitors[0] "db": port must be between 1 and 65535 (got 99999)',
+                                'notifiers[0] "hook": url must be an http:// or https:// URL (got "ftp://example.com/hook")'],
     "invalid-defaults-cert-expiry-notify.toml": [
         'defaults: cert_expiry_notify must be a list (got 14)',
         'monitors[0] "mail": cert_expiry_notify[0] must be at least 1 day (got -3)'],

@@ -231,3 +231,12 @@ async def test_a_store_opened_to_read_reads_beside_the_writer_and_changes_nothin
     except StoreError as exc:
         assert "no such database" in str(exc)
     assert not (tmp_path / "none.db").exists()
+async def test_a_new_database_is_one_log_line_and_an_up_to_date_one_none(tmp_path, caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger="probe.store")
+    for _ in range(2):  # created, then opened again as it is
+        store = SqliteStore(tmp_path / "new.db", Calendar("UTC"))
+        await store.open()
+        await store.close()
+    lines = [r.getMessage() for r in caplog.records if "database" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("creating database") and f"to_version={len(MIGRATIONS)}" in lines[0]

@@ -94,6 +94,7 @@ async def make_history(write_config, language: str = "en", days: int = 90, extra
     now = now_ms()
     start = now - days * DAY_MS
     start -= start % (INTERVAL_S * 1000)  # on the 20-minute grid, so outages are whole checks
+    await probe.maintenance.sync(config.maintenance, start)  # the config has had its windows all along
     for monitor in config.monitors:
         ts = start
         while ts <= now - 1000:

@@ -115,7 +115,12 @@ async def test_an_operator_takes_an_incident_from_open_to_postmortem(admin):
     ({"title": "x", "monitors": ["nope"]}, "unknown monitor 'nope'"),
     ({"title": "x", "status": "resolved"}, "status must be one of investigating, identified, monitoring "
                                            "(got 'resolved')"),
-    ({"title": "x", "colour": "red"}, "unknown field 'colour' (expected title, impact, monitors, status, body)"),
+    ({"title": "x", "colour": "red"}, "unknown field 'colour' (expected title, impact, monitors, status, body, "
+                                      "component_status)"),
+    ({"title": "x", "component_status": {"nope": "major_outage"}}, "component_status: unknown monitor 'nope'"),
+    ({"title": "x", "component_status": {"web": "down"}}, "component_status of web must be one of operational, "
+     "under_maintenance, degraded_performance, partial_outage, major_outage (got 'down')"),
+    ({"title": "x", "component_status": {"web": 3}}, "component_status must map monitor ids to component statuses"),
     ({"title": 5}, "title must be a str"),
     ({"title": "x" * 201}, "title is too long (201 characters; at most 200)"),
 ])
@@ -179,3 +184,67 @@ async def test_while_the_database_takes_no_writes_admin_actions_answer_503_with_
     assert body == {"error": f"the database takes no writes: read-only: {probe.store.path}:"
                              " attempt to write a readonly database", "status": 503}
     assert accepted.status == 201
+
+
+async def test_an_automatic_incident_takes_a_component_status_for_its_own_monitor_only(admin):
+    client, probe = admin
+    monitor = probe.config.monitor("web")
+    t0 = int(time.time() * 1000) - 120_000
+    for i in range(2):
+        probe.record(monitor, ResultRecord("web", t0 + i * 1000, t0 + i * 1000, Status.DEGRADED, "slow"))
+    await probe.store.flush()
+    (incident,) = await probe.store.open_incidents()
+    path = f"/api/v1/admin/incidents/{incident.id}"
+    other = await client.patch(path, headers=AUTH, json={"component_status": {"ghost": "major_outage"}})
+    set_ = await client.patch(path, headers=AUTH, json={"component_status": {"web": "partial_outage"}})
+    v2 = await (await client.get("/api/v2/components.json")).json()
+    probe.record(monitor, ResultRecord("web", t0 + 5000, t0 + 5000, Status.DEGRADED, "slow"))  # the engine's copy
+    await probe.store.flush()
+    stored = await probe.store.incident(incident.id)
+    assert other.status == 400 and (await other.json())["error"] == "component_status: unknown monitor 'ghost'"
+    assert set_.status == 200 and (await set_.json())["component_status"] == {"web": "partial_outage"}
+    assert [c["status"] for c in v2["components"]] == ["partial_outage"]  # degraded checks, partial by hand
+    assert stored.component_status == (("web", "partial_outage"),)
+
+
+async def test_a_component_status_outlives_a_restart_and_ends_with_its_incident(write_config):
+    config = make_config(write_config)
+    probe = Probe(config, flush_interval=0.01)
+    async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+        probe.scheduler.unschedule("web")
+        opened = await (await client.post("/api/v1/admin/incidents", headers=AUTH, json={
+            "title": "Slow pages", "impact": "minor", "component_status": {"web": "degraded_performance"}})).json()
+    probe = Probe(config, flush_interval=0.01)
+    async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+        probe.scheduler.unschedule("web")
+        before = (await (await client.get("/api/v1/status")).json())["monitors"][0]
+        path = f"/api/v1/admin/incidents/{opened['id']}/updates"
+        assert (await client.post(path, headers=AUTH, json={"status": "resolved"})).status == 201
+        after = (await (await client.get("/api/v1/status")).json())["monitors"][0]
+    assert opened["monitors"] == ["web"]  # naming a component's status names the monitor
+    assert (before["status"], before["component_status"]) == ("degraded", "degraded_performance")
+    assert (after["status"], after["component_status"]) == ("unknown", None)  # its checks speak again: none yet
+
+
+async def test_a_resolve_by_hand_holds_across_a_restart_until_the_monitor_is_up(write_config):
+    config = make_config(write_config)
+    t0 = int(time.time() * 1000) - 600_000
+
+    async def run(feed, resolve=False):
+        probe = Probe(config, flush_interval=0.01)
+        async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+            probe.scheduler.unschedule("web")
+            monitor = probe.config.monitor("web")
+            for offset, status in feed:
+                probe.record(monitor, ResultRecord("web", t0 + offset, t0 + offset, status, "r"))
+            await probe.store.flush()
+            if resolve:
+                (incident,) = await probe.store.open_incidents()
+                path = f"/api/v1/admin/incidents/{incident.id}/updates"
+                assert (await client.post(path, headers=AUTH, json={"status": "resolved"})).status == 201
+            return [(i.id, i.is_open) for i in await probe.store.incidents("web")]
+
+    assert await run([(0, Status.DOWN), (1000, Status.DOWN)], resolve=True) == [(1, False)]
+    assert await run([(2000, Status.DOWN), (3000, Status.DOWN), (4000, Status.DOWN)]) == [(1, False)]  # held
+    assert await run([(5000, Status.DOWN), (6000, Status.DOWN)]) == [(1, False)]  # still, after a restart
+    assert await run([(7000, Status.UP), (8000, Status.DOWN), (9000, Status.DOWN)]) == [(2, True), (1, False)]

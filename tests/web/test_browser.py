@@ -182,3 +182,188 @@ async def test_operator_text_with_script_and_attribute_breaking_payloads_is_iner
     assert set(found["flags"].values()) == {0}
     assert all(v == [] for v in found["handlers"].values()), found["handlers"]
     assert set(found["scripts"].values()) == {0}
+
+
+# --- the front page's order and positions (issue 14, item 5) -----------------------------------
+def busy_extra() -> str:
+    """A window under way (covering api), a weekly one, and one ten days out."""
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    return f'''
+[[maintenance]]
+id = "network"
+title = "Network switch replacement"
+monitors = ["api"]
+start = {(now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+duration = "2h"
+[[maintenance]]
+id = "weekly"
+title = "Weekly patching"
+monitors = ["web", "db"]
+cron = "0 2 * * sun"
+duration = "2h"
+[[maintenance]]
+id = "move"
+title = "Data centre move"
+monitors = ["db"]
+start = {(now + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+duration = "4h"
+'''
+
+
+MEASURE = """() => {
+  const top = el => el ? Math.round(el.getBoundingClientRect().top + window.scrollY) : null;
+  const order = [...document.querySelectorAll('main > section')].map(s => s.className || s.getAttribute('aria-labelledby'));
+  const cells = [...document.querySelectorAll('.bar .cell')];
+  return {
+    banner: top(document.querySelector('.banner')), firstGroup: top(document.querySelector('.group')),
+    active: document.querySelectorAll('#active ~ .incident').length,
+    running: document.querySelectorAll('[aria-labelledby="maint-now"] .maintenance').length,
+    order: order, legend: document.querySelectorAll('.legend li').length,
+    greyWithData: cells.filter(c => c.classList.contains('l-nodata') && /%/.test(c.getAttribute('aria-label') || '')).length,
+    colouredWithoutData: cells.filter(c => !c.classList.contains('l-nodata') && !/%/.test(c.getAttribute('aria-label') || '')).length,
+    width: document.documentElement.scrollWidth,
+  };
+}"""
+
+
+async def measure(url: str, width: int, height: int, screenshot: Path, dark: bool = False) -> tuple[dict, list]:
+    async with playwright.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": width, "height": height},
+                                          color_scheme="dark" if dark else "light")
+            problems = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(url)
+            seen = await page.evaluate(MEASURE)
+            await page.screenshot(path=str(screenshot), full_page=True)
+            return seen, problems
+        finally:
+            await browser.close()
+
+
+async def test_the_front_page_reads_in_order_and_the_components_start_above_the_fold(write_config, tmp_path):
+    client, probe = await serve(await make_history(write_config, days=30, extra=busy_extra()))
+    try:
+        auth = {"Authorization": "Bearer t0ken"}  # db's outage is one active incident; an operator's is another
+        response = await client.post("/api/v1/admin/incidents", headers=auth, json={
+            "title": "Slow sign-ups", "impact": "minor", "monitors": ["web"], "body": "We are looking into it."})
+        assert response.status == 201
+        url = str(client.make_url("/"))
+        desktop, problems_d = await measure(url, 1280, 900, tmp_path / "front-1280.png")
+        phone, problems_p = await measure(url, 390, 844, tmp_path / "front-390.png")
+        dark, _ = await measure(url, 390, 844, tmp_path / "front-390-dark.png", dark=True)
+    finally:
+        await client.close()
+    assert desktop["active"] == 2 and desktop["running"] == 1  # three active items
+    assert desktop["firstGroup"] <= 900, desktop
+    assert phone["firstGroup"] <= 1400, phone
+    assert phone["width"] <= 390  # nothing wider than a phone
+    order = desktop["order"]
+    assert order.index("banner b-partial_outage") < order.index("active") < order.index("maint-now") \
+        < order.index("group") < order.index("maint") < order.index("past"), order
+    assert desktop["legend"] == 6
+    assert desktop["greyWithData"] == 0 and desktop["colouredWithoutData"] == 0
+    assert problems_d == [] and problems_p == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name in ("front-1280.png", "front-390.png", "front-390-dark.png"):
+        shutil.copy(tmp_path / name, ARTIFACTS / name)
+
+
+# --- the monitor page's charts (issue 14, item 4) -----------------------------------------------
+CHARTS = """() => [...document.querySelectorAll('h3')].filter(h => h.nextElementSibling &&
+  (h.nextElementSibling.matches('svg.chart') || h.nextElementSibling.matches('.chart-empty'))).map(h => {
+    const chart = h.nextElementSibling;
+    if (!chart.matches('svg')) return {title: h.textContent, empty: chart.textContent.trim()};
+    const box = chart.getBoundingClientRect();
+    const lines = [...chart.querySelectorAll('polyline')].map(p => [p.getAttribute('class'),
+      p.getAttribute('points').trim().split(/\\s+/).length]);
+    const axis = [...chart.querySelectorAll('text.axis')];
+    return {title: h.textContent, width: Math.round(box.width), height: Math.round(box.height), lines: lines,
+            yLabels: axis.filter(t => t.textContent.endsWith(' ms')).map(t => t.textContent),
+            xLabels: axis.filter(t => !t.textContent.endsWith(' ms')).map(t => t.textContent),
+            fontPx: axis.length ? parseFloat(getComputedStyle(axis[0]).fontSize) : 0,
+            legend: [...chart.nextElementSibling.querySelectorAll('li')].map(li => li.textContent),
+            label: chart.getAttribute('aria-label')};
+  })"""
+
+
+async def monitor_charts(url: str, width: int, screenshot: Path, dark: bool = False) -> list[dict]:
+    async with playwright.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": width, "height": 900},
+                                          color_scheme="dark" if dark else "light")
+            await page.goto(url)
+            found = await page.evaluate(CHARTS)
+            await page.screenshot(path=str(screenshot), full_page=True)
+            return found
+        finally:
+            await browser.close()
+
+
+async def test_a_monitor_page_one_minute_after_start_draws_each_check_with_labelled_axes(write_config, tmp_path):
+    from probe.core.models import ResultRecord, Status
+    from probe.core.units import now_ms
+    path = write_config("""
+        [page]
+        timezone = "Europe/Berlin"
+        [storage]
+        path = "probe.db"
+        [[monitors]]
+        id = "api"
+        name = "API"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 9
+        interval = "5s"
+        timeout = "1s"
+    """)
+    client, probe = await serve(path)
+    try:
+        if now_ms() % 3_600_000 < 15_000:
+            await asyncio.sleep(15)  # the minute stays within this hour (the chart's raw part)
+        now = now_ms()
+        checks = [ts for ts in range(now - 60_000, now, 5000) if ts >= now - now % 3_600_000]
+        for k, ts in enumerate(checks):  # the first minute's checks, every five seconds
+            probe.record(probe.config.monitor("api"), ResultRecord("api", ts, ts, Status.UP, "ok", 20.0 + k % 4 * 10))
+        await probe.store.flush()
+        url = str(client.make_url("/monitors/api"))
+        phone = await monitor_charts(url, 390, tmp_path / "monitor-1min-390.png")
+        desktop = await monitor_charts(url, 1280, tmp_path / "monitor-1min-1280.png")
+        front = await (await client.get("/")).text()
+    finally:
+        await client.close()
+    assert '<span class="muted spark-empty">not enough data yet</span>' in front  # the sparkline says so too
+    hourly, daily = phone
+    assert dict(hourly["lines"]) == {"raw": len(checks)}  # each check of this hour, not an empty box
+    assert hourly["yLabels"] == ["0 ms", "25 ms", "50 ms"] and hourly["fontPx"] >= 11
+    assert len(hourly["xLabels"]) >= 2 and all(re.match(r"^\d\d:\d\d(:\d\d)?$", x) for x in hourly["xLabels"])
+    assert hourly["legend"] == ["each check, this hour"] and hourly["width"] <= 390 - 32
+    assert "CET" in hourly["label"] or "CEST" in hourly["label"]
+    assert daily["empty"] == "Not enough data yet: the chart appears after a few checks."
+    assert desktop[0]["width"] > 800 and desktop[0]["fontPx"] == hourly["fontPx"]  # labels keep their size
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name in ("monitor-1min-390.png", "monitor-1min-1280.png"):
+        shutil.copy(tmp_path / name, ARTIFACTS / name)
+
+
+async def test_a_monitor_page_with_a_day_of_data_draws_p50_and_p95_per_hour(write_config, tmp_path):
+    client, _ = await serve(await make_history(write_config, days=1))
+    try:
+        url = str(client.make_url("/monitors/api"))
+        light = await monitor_charts(url, 390, tmp_path / "monitor-day-390.png")
+        dark = await monitor_charts(url, 1280, tmp_path / "monitor-day-1280-dark.png", dark=True)
+    finally:
+        await client.close()
+    hourly = light[0]
+    lines = dict(hourly["lines"])
+    assert lines["p50"] >= 20 and lines["p95"] == lines["p50"]  # a day of completed hours
+    assert hourly["legend"][:2] == ["p50 (median)", "p95"]
+    assert len(hourly["xLabels"]) >= 3 and hourly["yLabels"][0] == "0 ms"
+    assert dark[0]["lines"] == hourly["lines"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name in ("monitor-day-390.png", "monitor-day-1280-dark.png"):
+        shutil.copy(tmp_path / name, ARTIFACTS / name)

@@ -155,7 +155,7 @@ async def test_results_can_be_read_back_for_a_window(site):
 async def test_a_degraded_day_is_marked_on_the_bar_but_counts_as_available(site):
     client, _ = site
     web = monitor_block(await (await client.get("/")).text(), "web")
-    (day,) = re.findall(r'class="cell l-minor"[^>]*title="([^"]+)"', web)
+    (day,) = re.findall(r'class="cell l-degraded"[^>]*title="([^"]+)"', web)
     assert "100.00%" in day and "No downtime" in day and "120 min degraded" in day
 
 
@@ -239,3 +239,23 @@ async def test_incident_pages_are_full_even_when_private_incidents_crowd_the_new
     assert [i for i, _, _ in rows[:7][::-1]] == seen[:7]
     history = await (await client.get("/history")).text()
     assert history.count('class="incident') >= 7
+
+
+async def test_a_flapping_day_shows_five_incidents_and_a_link_to_the_rest(write_config):
+    from probe.core.models import ResultRecord, Status
+    from probe.core.units import now_ms
+    from tests.web.history import morning
+    client, probe = await serve(await make_history(write_config, days=2))
+    try:
+        api, start = probe.config.monitor("api"), morning(now_ms(), 1)
+        for k in range(8):  # yesterday, eight short outages 6 min apart: eight incidents (reopen_window 5m)
+            ts = start + k * 360_000
+            for status, at in ((Status.DOWN, ts), (Status.DOWN, ts + 1000), (Status.UP, ts + 2000)):
+                probe.record(api, ResultRecord("api", at, at, status, "r"))
+        await probe.store.flush()
+        html = await (await client.get("/")).text()
+    finally:
+        await client.close()
+    days = html[html.index('id="past-h"'):].split('<div class="past-day">')[1:]
+    yesterday = days[1]
+    assert yesterday.count('class="incident ') == 5 and "and 3 more that day, in the history" in yesterday

@@ -6,7 +6,7 @@ from probe.core.calendar import HOUR_MS
 from probe.core.models import ResultRecord, Status
 from probe.core.units import now_ms
 from probe.view import public
-from probe.web.page import render_index
+from probe.web.page import past_days, render_index
 from probe.web.render import OVERALL_ICON, environment, page_globals
 from probe.web.rows import SHOWN_WINDOWS, RowCache
 from tests.storage.test_rollcache import CONFIG, MIN, midnight, open_probe
@@ -96,7 +96,9 @@ async def test_a_text_holding_the_row_mark_gets_the_page_rendered_plainly(write_
     context = page_globals(probe.config, "en")
     rows = {m.id: Markup(ENV.get_template("_row.html").render(context, m=m, windows=SHOWN_WINDOWS)) for m in view.monitors}
     plain = ENV.get_template("index.html").render(**context, view=view, rows=rows, overall_icon=OVERALL_ICON[view.overall],
-                                                   subscribing=False, subscribe_groups=[])
+                                                   subscribing=False, subscribe_groups=[], maintenance_now=[],
+                                                   maintenance_next=[], past=Markup(ENV.get_template("_past.html").render(
+                                                       **context, past_days=past_days(probe, view))))
     assert page == plain.encode()
     assert page.count(b'<article class="monitor"') == 2
     await probe.store.close()

@@ -21,7 +21,7 @@ from probe.notifiers.base import (
     as_json,
 )
 from probe.notifiers.email import Email
-from probe.notifiers.text import headline, render
+from probe.notifiers.text import email_html, headline, render
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class SubscriberMail(Email):
                           f"{text}\n\n{link}", html, parcel.key)
 
     def notice(self, subscriber, message: Message, key: str) -> EmailMessage:
-        html = render(message, "html").replace("\n", "<br>\n")
+        html = email_html(message)
         return self._mail(subscriber, headline(message), render(message, "text"), html, key)
 
 

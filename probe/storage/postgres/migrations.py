@@ -158,6 +158,27 @@ MIGRATIONS: list[str] = [
         confirmed_ms BIGINT
     );
     """,
+    # 7: the component statuses an operator's incident sets
+    """
+    ALTER TABLE incidents ADD COLUMN components TEXT NOT NULL DEFAULT '';
+    """,
+    # 8: the config's maintenance windows as probe has known them, and past occurrences kept
+    """
+    CREATE TABLE maintenance_config (
+        id TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        since_ms BIGINT NOT NULL
+    );
+    CREATE TABLE maintenance_past (
+        id TEXT PRIMARY KEY,
+        series TEXT NOT NULL,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        monitors TEXT NOT NULL,
+        start_ms BIGINT NOT NULL,
+        end_ms BIGINT NOT NULL
+    );
+    """,
 ]
 
 
@@ -183,5 +204,7 @@ async def migrate(conn, where: str, error) -> int:
         if version < len(MIGRATIONS):
             await conn.execute("INSERT INTO meta VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE"
                                " SET value = excluded.value", str(len(MIGRATIONS)))
-            log.info("migrated database %s from version %d to %d", where, version, len(MIGRATIONS))
+            # One line whatever the number of scripts, as for SQLite.
+            log.info("%s database path=%s from_version=%d to_version=%d", "creating" if version == 0 else "migrating",
+                     where, version, len(MIGRATIONS))
     return len(MIGRATIONS) - version

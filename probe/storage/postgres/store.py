@@ -57,11 +57,12 @@ ON CONFLICT (monitor, ts) DO UPDATE SET late = excluded.late, status = excluded.
 """
 _UPSERT_INCIDENT = """
 INSERT INTO incidents (id, monitor, origin, title, impact, status, started_ms, resolved_ms, reason, updated_ms,
-                       affected, postmortem, postmortem_ms)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+                       affected, postmortem, postmortem_ms, components)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
 ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact, status = excluded.status,
   resolved_ms = excluded.resolved_ms, reason = excluded.reason, updated_ms = excluded.updated_ms,
-  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms
+  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms,
+  components = excluded.components
 """
 _PLACEHOLDER = re.compile(r"\?")
 CONNECT_FOR_S = 30.0  # `probe run` keeps trying to reach the server this long at start

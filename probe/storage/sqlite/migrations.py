@@ -145,6 +145,29 @@ MIGRATIONS: list[str] = [
         confirmed_ms INTEGER            -- NULL until the link in the confirmation mail is followed
     );
     """,
+    # 7: the component statuses an operator's incident sets (as Statuspage's incident form does)
+    """
+    ALTER TABLE incidents ADD COLUMN components TEXT NOT NULL DEFAULT '';  -- "api=partial_outage db=...", space-separated
+    """,
+    # 8: the config's maintenance windows as probe has known them, so that no occurrence is listed from
+    # before a window was in the config (a cron line says nothing about the past), and the past
+    # occurrences of a definition that changed or left the config are kept as they were
+    """
+    CREATE TABLE maintenance_config (
+        id TEXT PRIMARY KEY,            -- the [[maintenance]] id
+        definition TEXT NOT NULL,       -- JSON: what its occurrences follow (cron or start, duration, ...)
+        since_ms INTEGER NOT NULL       -- first loaded with this schedule: occurrences ended before are not listed
+    );
+    CREATE TABLE maintenance_past (
+        id TEXT PRIMARY KEY,            -- the occurrence's id, e.g. weekly@2026-11-29T02:00
+        series TEXT NOT NULL,           -- the [[maintenance]] id it came from
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        monitors TEXT NOT NULL,         -- monitor ids, space-separated
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -155,6 +178,9 @@ async def migrate(conn, path, error) -> None:
     if version > len(MIGRATIONS):
         raise error(f"{path}: database schema {version} is newer than this probe "
                     f"understands ({len(MIGRATIONS)}); upgrade probe")
+    if version < len(MIGRATIONS):
+        # One line whatever the number of scripts: a new file is not six events for the operator.
+        log.info("%s database path=%s from_version=%d to_version=%d", "creating" if version == 0 else "migrating",
+                 path, version, len(MIGRATIONS))
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        log.info("migrating database path=%s to_version=%d", path, number)
         await conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")

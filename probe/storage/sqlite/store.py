@@ -47,11 +47,12 @@ ON CONFLICT (monitor, res, start) DO UPDATE SET
 
 _UPSERT_INCIDENT = """
 INSERT INTO incidents (id, monitor, origin, title, impact, status, started_ms, resolved_ms, reason, updated_ms,
-                       affected, postmortem, postmortem_ms)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       affected, postmortem, postmortem_ms, components)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact, status = excluded.status,
   resolved_ms = excluded.resolved_ms, reason = excluded.reason, updated_ms = excluded.updated_ms,
-  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms
+  affected = excluded.affected, postmortem = excluded.postmortem, postmortem_ms = excluded.postmortem_ms,
+  components = excluded.components
 """
 
 
