@@ -40,9 +40,11 @@ class Monitor:
 
 
 class Probe:
-    def __init__(self, config: Config, *, flush_interval: float = 0.2) -> None:
+    def __init__(self, config: Config, *, flush_interval: float = 0.2, read_only: bool = False) -> None:
+        """`read_only`: a probe that only reads the database, beside the one `probe run` that writes it."""
         self.config = config
-        self.store = open_storage(config.storage_target, Calendar(config.page.tz), flush_interval=flush_interval)
+        self.store = open_storage(config.storage_target, Calendar(config.page.tz), flush_interval=flush_interval,
+                                  connect_for=config.storage.connect_retry, read_only=read_only)
         self.engine = IncidentEngine(self.store)
         self.bus = EventBus()
         self.stats = Stats(self.store)

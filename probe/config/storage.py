@@ -89,6 +89,7 @@ class StorageConfig:
     url: str = ""  # sqlite:///... or postgresql://...; instead of `path`
     raw_retention: Duration = 30 * DAY
     rollup_retention: Duration = 400 * DAY
+    connect_retry: Duration = 30.0  # PostgreSQL: how long `probe run` keeps trying to reach it at start
 
     def problems(self):
         yield from at_least("raw_retention", self.raw_retention, 2 * DAY, duration=True)

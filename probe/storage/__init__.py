@@ -21,6 +21,7 @@ def open_storage(target, calendar, **options) -> Storage:
         from probe.storage.postgres import PostgresStore
         return PostgresStore(target, calendar, **options)
     from probe.storage.sqlite import SqliteStore
+    options.pop("connect_for", None)  # a file is there or not: nothing to wait for
     return SqliteStore(target.path, calendar, **options)
 
 

@@ -35,9 +35,10 @@ port = 9
 """
 
 
-async def open_probe(path) -> Probe:
+async def open_probe(path, read_only: bool = False) -> Probe:
+    """A probe on the config's database, not running; `read_only`: beside another one that writes."""
     config = load_config(path)
-    probe = Probe(config, flush_interval=0.01)
+    probe = Probe(config, flush_interval=0.01, read_only=read_only)
     await probe.store.open()
     await probe._load_monitors(config.monitors)
     return probe
@@ -59,7 +60,7 @@ def figures(view) -> dict:
 
 async def assert_same_as_a_fresh_process(probe, path, now):
     warm = await public.build_view(probe, now=now)
-    fresh_probe = await open_probe(path)
+    fresh_probe = await open_probe(path, read_only=True)
     try:
         fresh = await public.build_view(fresh_probe, now=now)
     finally:

@@ -41,7 +41,7 @@ async def served(probe, rows: RowCache, now: int) -> dict[str, bytes]:
 
 async def same_as_from_scratch(probe, path, rows: RowCache, now: int) -> dict[str, bytes]:
     warm = await served(probe, rows, now)
-    fresh_probe = await open_probe(path)
+    fresh_probe = await open_probe(path, read_only=True)
     try:
         fresh = await served(fresh_probe, RowCache(), now)
     finally:

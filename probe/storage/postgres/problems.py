@@ -9,12 +9,15 @@ from __future__ import annotations
 import errno
 import socket
 
-try:
-    import asyncpg
-    WRITE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
-                                                     TimeoutError, socket.gaierror)
-except ImportError:  # the postgresql extra is not installed: nothing here can be raised
-    WRITE_ERRORS = (OSError, TimeoutError)
+import asyncpg
+
+
+class WriterElsewhere(Exception):
+    """Another `probe run` holds this database's writer lock."""
+
+
+WRITE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+                                                 TimeoutError, socket.gaierror, WriterElsewhere)
 
 # SQLSTATE -> problem (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _SQLSTATES = {
@@ -29,6 +32,8 @@ _ERRNOS = {errno.ECONNREFUSED: "connection refused", errno.EHOSTUNREACH: "server
 
 
 def problem_of(exc: BaseException) -> str:
+    if isinstance(exc, WriterElsewhere):
+        return "another probe is writing to this database"
     state = getattr(exc, "sqlstate", None)
     if state == "28000" and "does not exist" in str(exc):  # 'role "x" does not exist'
         return "no such user"

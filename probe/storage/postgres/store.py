@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -28,7 +30,7 @@ from probe.core.models import Status
 from probe.core.units import now_ms
 from probe.storage.interface import StoreError
 from probe.storage.postgres.migrations import migrate
-from probe.storage.postgres.problems import WRITE_ERRORS, problem_of
+from probe.storage.postgres.problems import WRITE_ERRORS, WriterElsewhere, problem_of
 from probe.storage.reads import Reads
 from probe.storage.records import Records
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
@@ -65,6 +67,7 @@ ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact,
   components = excluded.components
 """
 _PLACEHOLDER = re.compile(r"\?")
+WRITER_LOCK = 0x70726F62  # "prob": held by the one process writing a database, for its life
 CONNECT_FOR_S = 30.0  # `probe run` keeps trying to reach the server this long at start
 READ_POOL = (1, 4)  # min, max connections for reads
 
@@ -117,6 +120,7 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
             return await self._open_to_read()
         try:
             self.writer = await self._connect_at_start()
+            await self._lock_writer(self.writer)
             await migrate(self.writer, self.target.display, StoreError)
             self.pool = await self._pool()
             for table in ID_TABLES:
@@ -126,10 +130,26 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
         except StoreError:
             await self.close()
             raise
+        except WriterElsewhere as exc:
+            await self.close()
+            raise StoreError(f"another probe is writing to this database ({exc}); one probe run per database") from None
         except WRITE_ERRORS as exc:
             await self.close()
             raise StoreError(f"{problem_of(exc)} ({_words(exc)})") from None
         self._start_writer()
+
+    async def _lock_writer(self, conn) -> None:
+        """One writing process per database, as SQLite's file lock gives: the writer's connection holds a
+        session advisory lock, which the server releases when that connection ends (a kill -9 included)."""
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
+            return
+        holder = await conn.fetchrow(
+            "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l JOIN pg_stat_activity a"
+            " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted",
+            WRITER_LOCK)
+        await conn.close()
+        raise WriterElsewhere(f"held by {holder[0] or 'a session'} from {holder[1] or 'a local socket'}"
+                              if holder else "held by another session")
 
     async def _open_to_read(self) -> None:
         """Beside a running `probe run` (`probe check`): reads only, no migration, no writer; a
@@ -186,7 +206,9 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
     async def _writer_conn(self):
         """The writer connection, opened again if the last one was lost (a server restart, a failover)."""
         if self.writer is None or self.writer.is_closed():
-            self.writer = await self._connect()
+            conn = await self._connect()
+            await self._lock_writer(conn)  # a lost connection lost the lock: take it again, or stop writing
+            self.writer = conn
         return self.writer
 
     async def _load_monitors(self) -> None:
@@ -195,8 +217,14 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
             self.monitor_keys[mid] = key
 
     async def sync_monitors(self, monitors: Iterable[Any], intervals: dict[str, float] | None = None) -> None:
-        """Make sure every configured monitor has a row; load its newest result."""
+        """Make sure every configured monitor has a row; load its newest result. Opened to read, it
+        writes nothing: monitors the database does not know have no results to load."""
         monitors = list(monitors)
+        if self.read_only:
+            for m in monitors:
+                if m.id in self.monitor_ids:
+                    await self._load_last(self.monitor_ids[m.id], int(m.interval * 1000))
+            return
         async with self._write_lock:
             conn = await self._writer_conn()
             async with conn.transaction():
@@ -360,7 +388,8 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
 
 
 # Every session says who it is (pg_stat_activity), and no statement may hang the writer forever.
-_SETTINGS = {"application_name": "probe", "statement_timeout": "60000"}
+_SETTINGS = {"application_name": f"probe {socket.gethostname()} pid {os.getpid()}"[:63],
+             "statement_timeout": "60000"}
 _FINAL = {"wrong password", "no such database", "no such user", "not allowed"}
 
 

@@ -159,7 +159,14 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
     # ---- monitors ---------------------------------------------------------------------
 
     async def sync_monitors(self, monitors: Iterable[Any], intervals: dict[str, float] | None = None) -> None:
-        """Make sure every configured monitor has a row; load its newest result."""
+        """Make sure every configured monitor has a row; load its newest result. Opened to read, it
+        writes nothing: monitors the database does not know have no results to load."""
+        monitors = list(monitors)
+        if self.read_only:
+            for m in monitors:
+                if m.id in self.monitor_ids:
+                    await self._load_last(self.monitor_ids[m.id], int(m.interval * 1000))
+            return
         async with self._write_lock:
             for m in monitors:
                 if m.id in self.monitor_ids:
@@ -181,7 +188,7 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
             last[mid] = LastResult(last[mid].ts_ms, last[mid].status, last[mid].in_maintenance, interval_ms,
                                    last[mid].offline)
         else:
-            async with self.writer.execute(
+            async with (self.writer or self.reader).execute(
                     "SELECT ts, status, flags FROM results WHERE monitor=? ORDER BY ts DESC LIMIT 1", (mid,)) as cur:
                 row = await cur.fetchone()
             if row is None:
