@@ -6,6 +6,8 @@ A worker waits out the platform's rate limit, counts the attempt on the database
 making it (a send never starts from a stale view of the outbox: healthchecks claims flips
 the same way), retries transient failures with exponential backoff and jitter for the
 target's `retry_for`, and stops at once on a permanent one, keeping the channel's own words.
+A row whose sender raises anything else is set aside as failed after that one attempt, so a
+poisoned row never holds up the rows behind it.
 A hung or dead target holds up only its own queue, never a check or another target.
 
 Delivery is at least once: a crash between the channel's answer and the row's update would
@@ -64,11 +66,17 @@ class Outbox:
         for wake in self._wakes.values():
             wake.set()
 
-    async def deliveries(self, notifier_id: str | None = None, limit: int = 100) -> list[dict]:
-        """The newest deliveries, as the admin API lists them."""
-        rows = await self.store.outbox_list(notifier_id, limit)
+    async def deliveries(self, notifier_id: str | None = None, limit: int = 100, state: str | None = None
+                         ) -> list[dict]:
+        """The newest deliveries, as the admin API lists them; `error` is the last failure's words."""
+        rows = await self.store.outbox_list(notifier_id, limit, state)
         return [{"id": d.id, "notifier": d.notifier, "key": d.key, "state": d.state, "attempts": d.attempts,
-                 "created_ms": d.created_ms, "done_ms": d.done_ms, "answer": d.answer} for d in rows]
+                 "created_ms": d.created_ms, "done_ms": d.done_ms, "answer": d.answer,
+                 "error": d.answer if d.state != "sent" and d.answer else None} for d in rows]
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Rows by (target, state), for /metrics."""
+        return await self.store.outbox_counts()
 
     # ---- the workers ------------------------------------------------------------------
 
@@ -125,8 +133,7 @@ class Outbox:
             if not claimed:
                 continue
             limiter.record(time.monotonic())
-            decode = getattr(notifier, "decode", Message.from_json)  # subscriber targets keep their own rows
-            await self._attempt(notifier, row, decode(row.payload), row.attempts + 1)
+            await self._attempt(notifier, row, row.attempts + 1)
 
     async def _claim(self, row: Delivery) -> bool:
         claimed = await self.store.outbox_claim(row.id, row.attempts)
@@ -134,24 +141,28 @@ class Outbox:
             log.warning("outbox row changed since it was read delivery=%d attempts=%d", row.id, row.attempts)
         return claimed
 
-    async def _attempt(self, notifier, row: Delivery, message, attempts: int) -> None:
+    async def _attempt(self, notifier, row: Delivery, attempts: int) -> None:
         try:
-            answer = await notifier.send(message, self._session)
+            decode = getattr(notifier, "decode", Message.from_json)  # subscriber targets keep their own rows
+            answer = await notifier.send(decode(row.payload), self._session)
         except NotifyError as exc:
             now = now_ms()
             gave_up = exc.permanent or now - row.created_ms >= notifier.settings.retry_for * 1000
             state = "failed" if gave_up else "pending"
             next_ms = now + int(self.backoff.delay(attempts, exc.retry_after) * 1000)
             log.warning("notification %s notifier=%s key=%s attempt=%d error=%s", "failed" if gave_up else
-                        "will be retried", notifier.id, message.key, attempts, exc.message)
+                        "will be retried", notifier.id, row.key, attempts, exc.message)
             await self._record(row.id, state, attempts, next_ms, exc.message, now if gave_up else None)
             return
-        except Exception as exc:  # a bug in a channel must not lose the message: retry it
-            log.exception("notifier crashed notifier=%s key=%s", notifier.id, message.key)
-            await self._record(row.id, "pending", attempts,
-                               now_ms() + int(self.backoff.delay(attempts) * 1000), f"internal error: {exc}", None)
+        except Exception as exc:
+            # A row that makes its sender raise (a payload it cannot read, an address the
+            # SMTP library refuses, a bug) would raise again on every retry, and the rows
+            # behind it would wait for it: set it aside, visibly, after this one attempt.
+            log.exception("notification set aside: its sender raised notifier=%s key=%s", notifier.id, row.key)
+            now = now_ms()
+            await self._record(row.id, "failed", attempts, now, f"internal error: {exc.__class__.__name__}: {exc}", now)
             return
-        log.info("notification sent notifier=%s key=%s attempt=%d", notifier.id, message.key, attempts)
+        log.info("notification sent notifier=%s key=%s attempt=%d", notifier.id, row.key, attempts)
         await self._record(row.id, "sent", attempts, now_ms(), answer, now_ms())
 
     async def _record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,

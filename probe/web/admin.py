@@ -13,6 +13,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from probe.core.addresses import AddressError, normal_address
 from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow
 from probe.core.units import iso_utc, now_ms, parse_duration
 from probe.core.window import SlidingWindow
@@ -57,7 +58,8 @@ def add_routes(app: web.Application, probe) -> None:
     app.router.add_put(f"{base}/incidents/{{id}}/postmortem", _guarded(publish_postmortem))
     app.router.add_get(f"{base}/config", _guarded(config_status))
     app.router.add_post(f"{base}/config/reload", _guarded(reload_config))
-    app.router.add_get(f"{base}/notifications", _guarded(list_notifications))
+    app.router.add_get(f"{base}/deliveries", _guarded(list_notifications))
+    app.router.add_get(f"{base}/notifications", _guarded(list_notifications))  # the older name
     app.router.add_get(f"{base}/maintenance", _guarded(list_maintenance))
     app.router.add_post(f"{base}/maintenance", _guarded(add_maintenance))
     app.router.add_delete(f"{base}/maintenance/{{id}}", _guarded(cancel_maintenance))
@@ -155,7 +157,10 @@ async def list_notifications(request: web.Request, operator: Operator) -> web.Re
     """The outbox, newest first: what was sent, what waits, what failed and the channel's words."""
     notifier = request.query.get("notifier") or None
     limit = _int_query(request, "limit", 100, 1, 1000)
-    return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit)})
+    state = request.query.get("state") or None
+    if state not in (None, "pending", "sent", "failed"):
+        raise OperatorError("state must be pending, sent or failed")
+    return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit, state)})
 
 
 async def list_subscribers(request: web.Request, operator: Operator) -> web.Response:
@@ -169,9 +174,16 @@ async def list_subscribers(request: web.Request, operator: Operator) -> web.Resp
 
 
 async def remove_subscriber(request: web.Request, operator: Operator) -> web.Response:
-    """Remove an address (a request by mail, a bounce): as if it had unsubscribed."""
+    """Remove a subscriber by id or by address (a request by mail, a bounce): as if it had unsubscribed."""
     subscriptions = operator.probe.notify.subscribers
-    subscriber = await subscriptions.subscriber(_incident_id(request, "subscriber not found"))
+    given = request.match_info["id"]
+    if "@" in given:  # an address as the operator has it: any spelling of it finds the row
+        try:
+            subscriber = await operator.probe.store.subscriber_by_email(normal_address(given))
+        except AddressError as exc:
+            raise OperatorError(f"not a valid email address: {exc}") from None
+    else:
+        subscriber = await subscriptions.subscriber(_incident_id(request, "subscriber not found"))
     if subscriber is None:
         raise OperatorError("subscriber not found", 404)
     await subscriptions.remove(subscriber)

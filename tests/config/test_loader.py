@@ -85,6 +85,8 @@ EXPECTED = {
     "invalid-notifier-type.toml": ['notifiers[0] "oncall": type must be one of email | webhook | dingtalk | '
                                    'feishu | lark | wecom | slack | discord | teams | telegram | ntfy | gotify | '
                                    'pagerduty (got "victorops")'],
+    "invalid-email-address.toml": ['notifiers[0] "mail": to must be an email address: An email address cannot '
+                                   'end with a period. (got "oncall@example.com.")'],
     "invalid-notifier-url.toml": ['notifiers[0] "hook": url must be an http:// or https:// URL '
                                   '(got "hooks.example.com/probe")'],
     "invalid-notify-not-list.toml": ['monitors[0] "web": notify must be a list (got "hook")'],

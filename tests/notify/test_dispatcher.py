@@ -355,3 +355,35 @@ async def test_stopping_cancels_again_a_worker_that_swallowed_the_first_cancel()
     async with asyncio.timeout(10):
         await _cancel([task])
     assert task.cancelled()
+
+
+async def test_a_row_its_worker_cannot_even_read_is_set_aside_and_the_rows_behind_it_go_out(write_config, receivers):
+    """A poisoned row (here a payload that is not a message: an older version's, a hand edit)
+    fails once, with its error, and never holds up its channel."""
+    from probe.storage import NewDelivery
+    hook = await receivers()
+    config = write(write_config, "http://127.0.0.1:9/", f"""
+        [[notifiers]]
+        id = "hook"
+        type = "webhook"
+        url = "{hook.url}/"
+    """, '["hook"]')
+    probe = await started(config)
+    try:
+        probe.scheduler.unschedule("web")
+        good = probe.notify.messages.test(probe.config.notifiers[0])
+        await probe.notify.outbox.enqueue([NewDelivery("hook", "poison", '{"not": "a message"}'),
+                                           NewDelivery("hook", good.key, good.to_json())])
+        (received,) = await hook.wait_for(1)
+        assert received.json["id"] == good.key
+        await until(lambda: _key_state(probe, "hook", good.key, "sent"))
+        rows = {row["key"]: row for row in await deliveries(probe, "hook")}
+        assert rows["poison"]["state"] == "failed" and rows["poison"]["attempts"] == 1
+        assert "internal error" in rows["poison"]["error"] and "TypeError" in rows["poison"]["error"]
+        assert rows["poison"]["done_ms"] is not None
+    finally:
+        await probe.stop()
+
+
+async def _key_state(probe, notifier_id, key, state) -> bool:
+    return any(r["key"] == key and r["state"] == state for r in await deliveries(probe, notifier_id))

@@ -417,3 +417,40 @@ async def test_an_automatic_incident_reaches_subscribers_without_the_check_reaso
     assert notice["Subject"] == "[DOWN] Website"
     assert "127.0.0.1:9" not in text_of(notice) and "refused" not in text_of(notice)
     assert "/incidents/" in text_of(notice)
+
+
+async def test_an_address_with_a_trailing_dot_is_refused_and_its_spellings_share_one_rate_limit(site):
+    """`victim@example.test.` was accepted and then jammed every subscriber mail behind it."""
+    for text in ("victim@example.test.", "a..b@example.com", "\"quoted\"@example.com", "a@[127.0.0.1]"):
+        response = await site.subscribe(text)
+        assert response.status == 400 and "valid email address" in await response.text(), text
+    for spelling in ("eve@example.com", "Eve@Example.com", " EVE@example.COM "):
+        assert (await site.subscribe(spelling)).status == 200
+    assert (await site.subscribe("eve@EXAMPLE.com")).status == 429
+    rows = await site.probe.store.fetchall("SELECT email FROM subscribers")
+    assert rows == [("eve@example.com",)]
+    wrong = await site.client.delete("/api/v1/admin/subscribers/eve@example.com.", headers=AUTH)
+    assert wrong.status == 400 and "period" in (await wrong.json())["error"]
+    removed = await site.client.delete("/api/v1/admin/subscribers/EVE@Example.com", headers=AUTH)
+    assert removed.status == 200 and await site.probe.store.fetchall("SELECT email FROM subscribers") == []
+
+
+async def test_a_stored_address_mail_cannot_be_sent_to_is_set_aside_and_the_mail_behind_it_goes_out(site):
+    """A row written before addresses were validated (or by hand) fails once, visibly, and
+    holds up nothing: the next confirmation arrives after at most that one attempt."""
+    store = site.probe.store
+    bad = await store.subscriber_request("victim@example.test.", (), int(time.time() * 1000))
+    from probe.notify.outbox import delivery
+    from probe.notify.subscribers.actions import EMAIL_TARGET
+    from probe.notify.subscribers.senders import Parcel
+    await site.probe.notify.outbox.enqueue([delivery(EMAIL_TARGET, Parcel(f"sub:{bad.id}:confirm:1", "confirm", bad.id,
+                                                                         expires_s=int(time.time()) + 3600))])
+    assert (await site.subscribe("next@example.com")).status == 200
+    await site.mails("next@example.com", 1, timeout=10)
+    listing = await (await site.client.get("/api/v1/admin/deliveries?state=failed", headers=AUTH)).json()
+    (failed,) = listing["deliveries"]
+    assert failed["key"] == f"sub:{bad.id}:confirm:1" and failed["attempts"] == 1
+    assert "not a valid email address" in failed["error"] and "period" in failed["error"]
+    metrics = await (await site.client.get("/metrics")).text()
+    assert 'probe_notification_deliveries{notifier="subscribers:email",state="failed"} 1.0' in metrics
+    assert 'probe_notification_deliveries{notifier="subscribers:email",state="sent"} 1.0' in metrics

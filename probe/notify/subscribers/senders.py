@@ -12,6 +12,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from probe.core.addresses import AddressError, normal_address
 from probe.notifiers.base import (
     HttpNotifier,
     Message,
@@ -77,6 +78,10 @@ class SubscriberMail(Email):
         subscriber = await self.subscriptions.subscriber(parcel.subscriber)
         if subscriber is None:
             raise NotifyError("no longer subscribed; not sent", permanent=True)
+        try:  # a row stored before addresses were validated, or by hand: refuse it here, once
+            normal_address(subscriber.email)
+        except AddressError as exc:
+            raise NotifyError(f"not a valid email address: {exc} Not sent.", permanent=True) from None
         if parcel.kind == "confirm":
             return await self.deliver(self.confirmation(subscriber, parcel))
         if subscriber.confirmed_ms is None:  # cannot happen by construction; never mail the unconfirmed

@@ -57,10 +57,17 @@ class Records:
         await self.write([("UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
                            (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))])
 
-    async def outbox_list(self, notifier: str | None = None, limit: int = 100) -> list[Delivery]:
-        where, params = ("WHERE notifier=?", (notifier,)) if notifier else ("", ())
-        rows = await self.fetchall(f"{_DELIVERY} {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+    async def outbox_list(self, notifier: str | None = None, limit: int = 100, state: str | None = None
+                          ) -> list[Delivery]:
+        filters = [(column, value) for column, value in (("notifier", notifier), ("state", state)) if value]
+        where = ("WHERE " + " AND ".join(f"{column}=?" for column, _ in filters)) if filters else ""
+        rows = await self.fetchall(f"{_DELIVERY} {where} ORDER BY id DESC LIMIT ?",
+                                   (*(value for _, value in filters), limit))
         return [Delivery(*row) for row in rows]
+
+    async def outbox_counts(self) -> dict[tuple[str, str], int]:
+        rows = await self.fetchall("SELECT notifier, state, count(*) FROM deliveries GROUP BY notifier, state")
+        return {(notifier, state): count for notifier, state, count in rows}
 
     # ---- subscribers
     async def subscriber(self, subscriber_id: int) -> Subscriber | None:
