@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 
 from probe import __version__
@@ -17,6 +18,7 @@ from probe.core.models import Status
 from probe.core.units import format_latency
 
 EXIT_DOWN, EXIT_USAGE = 1, 2
+REQUESTS_GRACE_S, GRACE_S = 3.0, 5.0  # for requests in flight at a stop; for the rest of a stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +160,7 @@ async def _serve(config: Config, config_path: str) -> int:
 
     from probe.config.reload import ConfigWatcher
     from probe.core import memory
-    from probe.service import Probe
+    from probe.service import FLUSH_TIMEOUT_S, Probe
     from probe.storage import StoreError
     from probe.storage.writable import problem_of
     from probe.web.app import create_app
@@ -167,7 +169,7 @@ async def _serve(config: Config, config_path: str) -> int:
     probe = Probe(config)
     probe.watcher = ConfigWatcher(probe, config_path, after_apply=memory.settle)
     app = create_app(probe)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=REQUESTS_GRACE_S)
     try:
         await runner.setup()  # starts the probe: opens the database, schedules the checks
     except (StoreError, OSError) as exc:
@@ -195,10 +197,24 @@ async def _serve(config: Config, config_path: str) -> int:
     probe.watcher.start()
     memory.settle()
     await stop.wait()
+    _exit_if_not_stopped_within(REQUESTS_GRACE_S + FLUSH_TIMEOUT_S + GRACE_S)
     await probe.watcher.stop()
     log.info("stopping: flushing pending results")
     await runner.cleanup()
-    return 0
+    return EXIT_DOWN if probe.store.lost_results else 0
+
+
+def _exit_if_not_stopped_within(seconds: float) -> None:
+    """Whatever the stop waits on (a thread inside a database call, a channel that never
+    answers), the process ends: a supervisor's SIGTERM must mean it, and a stuck process
+    would hold the database's lock and keep a new one from starting."""
+    def exit_now() -> None:
+        logging.getLogger("probe").error("did not stop within %.0fs; exiting now", seconds)
+        logging.shutdown()
+        os._exit(EXIT_DOWN)
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True  # it must not itself keep the process alive
+    timer.start()
 
 
 if __name__ == "__main__":  # pragma: no cover

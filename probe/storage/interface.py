@@ -85,6 +85,7 @@ class Storage(Protocol):
     write_state: WriteState
     max_pending: int
     dropped_results: int
+    lost_results: int
 
     @property
     def pending_results(self) -> int: ...
@@ -92,8 +93,12 @@ class Storage(Protocol):
         """Where the data is, for logs and the admin API (a path; never a password)."""
 
     # ---- life cycle
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
+    async def open(self) -> None:
+        """Open for writing, as the only process that writes there: StoreError at once if another
+        holds the database (SQLite: a file lock beside it; a server engine: an advisory lock)."""
+    async def close(self, flush_timeout: float | None = None) -> None:
+        """Commit what is pending, waiting at most `flush_timeout` s (None: as long as it takes),
+        then close whatever state the writer is in; `lost_results` counts what was not saved."""
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed."""
     async def sync_monitors(self, monitors: Iterable[Any]) -> None:

@@ -47,6 +47,7 @@ class BatchWriter:
         self.last_error: str | None = None
         self.last_commit_ms: int | None = None
         self.dropped_results = 0
+        self.lost_results = 0  # still pending when a shutdown stopped waiting for the disk
         self._queue = Batch()
         self._queued = 0
         self._failed: Batch | None = None
@@ -58,9 +59,17 @@ class BatchWriter:
     def _start_writer(self) -> None:
         self._task = asyncio.create_task(self._run_writer(), name="store-writer")
 
-    async def _stop_writer(self) -> None:
+    async def _stop_writer(self, flush_timeout: float | None = None) -> None:
+        """Flush, waiting at most `flush_timeout` seconds for the disk, then stop whatever state
+        the writer is in: a shutdown must not wait forever on a database that takes no writes."""
         if self._task:
-            await self.flush()
+            try:
+                async with asyncio.timeout(flush_timeout):
+                    await self.flush()
+            except TimeoutError:
+                self.lost_results = self.pending_results
+                log.error("could not flush pending results within %.0fs: %d results lost (%s)", flush_timeout,
+                          self.lost_results, self.last_error or "the database takes no writes")
             self._task.cancel()
             try:
                 await self._task

@@ -1,5 +1,7 @@
 """The in-memory rollup sums never make the page wrong: after late results, across midnight,
 after pruning, a warm process shows exactly what a fresh one reading the file shows."""
+import itertools
+import sqlite3
 from datetime import timedelta
 
 from probe.config.loader import load_config
@@ -39,6 +41,26 @@ async def open_probe(path) -> Probe:
     return probe
 
 
+async def open_fresh_probe(probe, path) -> Probe:
+    """A process built from scratch on the same data: it opens a consistent copy of the file
+    (SQLite's backup), since the file itself admits one process at a time."""
+    await probe.store.flush()
+    fresh_dir = path.parent / f"fresh-{next(_FRESH)}"
+    fresh_dir.mkdir()
+    (fresh_dir / path.name).write_text(path.read_text())
+    source = sqlite3.connect(probe.config.database_path)
+    copy = sqlite3.connect(fresh_dir / probe.config.database_path.name)
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+    return await open_probe(fresh_dir / path.name)
+
+
+_FRESH = itertools.count()
+
+
 async def record(probe, monitor_id, ts, status=Status.UP, latency_ms=10.0):
     probe.store.submit_result(ResultRecord(monitor_id, ts, ts, status, "r", latency_ms), 60)
     await probe.store.flush()
@@ -55,7 +77,7 @@ def figures(view) -> dict:
 
 async def assert_same_as_a_fresh_process(probe, path, now):
     warm = await public.build_view(probe, now=now)
-    fresh_probe = await open_probe(path)
+    fresh_probe = await open_fresh_probe(probe, path)
     try:
         fresh = await public.build_view(fresh_probe, now=now)
     finally:

@@ -12,7 +12,7 @@ from probe.web import api
 from probe.web.page import render_index
 from probe.web.render import environment
 from probe.web.rows import RowCache
-from tests.storage.test_rollcache import CONFIG, MIN, open_probe
+from tests.storage.test_rollcache import CONFIG, MIN, open_fresh_probe, open_probe
 
 ENV = environment()
 DAY_MS = 24 * HOUR_MS
@@ -37,7 +37,7 @@ async def served(probe, rows: RowCache, now: int) -> dict[str, bytes]:
 
 async def same_as_from_scratch(probe, path, rows: RowCache, now: int) -> dict[str, bytes]:
     warm = await served(probe, rows, now)
-    fresh_probe = await open_probe(path)
+    fresh_probe = await open_fresh_probe(probe, path)
     try:
         fresh = await served(fresh_probe, RowCache(), now)
     finally:

@@ -24,6 +24,7 @@ from probe.core.units import now_ms
 from probe.storage.interface import StoreError
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
 from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.sqlite.lock import LockedError, ProcessLock
 from probe.storage.sqlite.migrations import migrate
 from probe.storage.sqlite.reads import Reads, _chunks
 from probe.storage.sqlite.records import Records
@@ -75,6 +76,7 @@ class SqliteStore(BatchWriter, Reads, Records):
         self._write_lock = asyncio.Lock()
         self._reasons: OrderedDict[str, int] = OrderedDict()
         self._next_ids: dict[str, int] = {}
+        self._lock = ProcessLock(self.path)
         self._init_writer(WriteState(self.path), flush_interval, max_batch, max_pending)
 
     def describe(self) -> str:
@@ -83,14 +85,21 @@ class SqliteStore(BatchWriter, Reads, Records):
     # ---- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()  # before anything is read: a second process must change nothing
+        except LockedError as exc:
+            raise StoreError(str(exc)) from None
         try:
             await self._open()
         except sqlite3.Error as exc:  # not a database, a directory, a full or read-only disk: say which
             await self.close()
             raise StoreError(f"{problem_of(exc)} ({exc})") from None
+        except BaseException:
+            await self.close()
+            raise
 
     async def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = await self._connect()
         await self._configure(self.writer)
         await migrate(self.writer, self.path, StoreError)
@@ -116,12 +125,15 @@ class SqliteStore(BatchWriter, Reads, Records):
                 await asyncio.to_thread(thread.join, 5.0)
             raise
 
-    async def close(self) -> None:
-        await self._stop_writer()
-        for conn in (self.reader, self.writer):
-            if conn is not None:
-                await conn.close()
-        self.reader = self.writer = None
+    async def close(self, flush_timeout: float | None = None) -> None:
+        try:
+            await self._stop_writer(flush_timeout)
+            for conn in (self.reader, self.writer):
+                if conn is not None:
+                    await conn.close()
+            self.reader = self.writer = None
+        finally:
+            self._lock.release()
 
     async def _configure(self, conn: aiosqlite.Connection) -> None:
         await conn.execute("PRAGMA journal_mode = WAL")
