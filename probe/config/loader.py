@@ -35,6 +35,7 @@ from probe.notifiers import parse_notifiers
 MONITOR_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DAY = 86400.0
 _WEB = ("http://", "https://")
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^\*$|^https?://\*\.[a-z0-9.-]+$", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -84,6 +85,7 @@ class PageConfig:
     link: str = ""
     timezone: str = "UTC"
     language: Literal["en", "zh-CN"] = "en"
+    embed_from: tuple[str, ...] = ()  # origins that may frame the page (CSP frame-ancestors); none by default
 
     @property
     def tz(self) -> ZoneInfo:
@@ -102,6 +104,9 @@ class PageConfig:
         if self.logo and not self.logo.lower().startswith(_WEB + ("/", "data:image/")):
             yield "logo", ('must be an http:// or https:// URL, a path such as "/logo.png" or a data:image/ URL '
                            f"(got {show(self.logo)})")
+        for origin in self.embed_from:  # goes into a header: an origin and nothing else
+            if not ORIGIN.match(origin):
+                yield "embed_from", f'must list origins such as "https://intranet.example.com" (got {show(origin)})'
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from probe.web import (
     api,
     badges,
     feeds,
+    headers,
     metrics,
     openapi,
     page,
@@ -26,6 +27,7 @@ log = logging.getLogger("probe.web")
 def create_app(probe: Probe) -> web.Application:
     app = web.Application(middlewares=[errors])
     app[PROBE] = probe
+    headers.install(app)
     app.cleanup_ctx.append(_run_probe)
     app.router.add_get("/healthz", healthz)
     page.add_routes(app)

@@ -87,6 +87,8 @@ EXPECTED = {
                                    'pagerduty (got "victorops")'],
     "invalid-email-address.toml": ['notifiers[0] "mail": to must be an email address: An email address cannot '
                                    'end with a period. (got "oncall@example.com.")'],
+    "invalid-embed-from.toml": ['page: embed_from must list origins such as "https://intranet.example.com" '
+                                '(got "https://intranet.example.com/path")'],
     "invalid-notifier-url.toml": ['notifiers[0] "hook": url must be an http:// or https:// URL '
                                   '(got "hooks.example.com/probe")'],
     "invalid-notify-not-list.toml": ['monitors[0] "web": notify must be a list (got "hook")'],
