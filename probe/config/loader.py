@@ -5,6 +5,7 @@ mistake, each naming the file, the place (section or monitor), the key and the p
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -50,6 +51,7 @@ class ServerConfig:
     metrics: bool = True  # serve /metrics (Prometheus) for the operator's scraper
     metrics_token: str = ""  # when set, /metrics wants "Authorization: Bearer <token>"
     admin_token: str = ""  # when empty, no admin route exists at all
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (addresses or networks)
 
     @property
     def host(self) -> str:
@@ -63,6 +65,15 @@ class ServerConfig:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             yield "listen", f'must be "host:port", e.g. "127.0.0.1:8080" (got {show(self.listen)})'
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                yield "trusted_proxies", f'must list IP addresses or networks such as "10.0.0.0/8" (got {show(proxy)})'
+
+    @property
+    def proxies(self) -> tuple:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
 
 
 @dataclass(frozen=True)

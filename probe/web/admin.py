@@ -1,11 +1,13 @@
 """The admin API: /api/v1/admin/..., for operators and the `probe incident` CLI.
 
 It exists only when `[server] admin_token` is set. The token is compared in constant
-time; a client that keeps failing is refused for a while (429) so the token cannot be
-guessed by brute force.
+time and always accepted; an address that keeps failing is slowed to one attempt a second
+(TokenGuard), so the token cannot be guessed by brute force and the operator is never
+locked out.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -19,27 +21,45 @@ from probe.core.units import iso_utc, now_ms, parse_duration
 from probe.core.window import SlidingWindow
 from probe.engine.operator import NewIncident, Operator, OperatorError
 from probe.view.public import whole_number
+from probe.web.clients import client_address
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
+SLOW_S = 1.0  # past the limit: one attempt a second per client address
 OPERATOR = web.AppKey("operator", Operator)
 GUARD = web.AppKey("admin_guard", "TokenGuard")
 
 
 class TokenGuard:
+    """The right token is always accepted. Wrong ones are counted per client address; past
+    FAILURES_ALLOWED a minute, that address's attempts are answered one at a time, SLOW_S
+    apart (wrong ones with 429), so guessing from it slows to one try a second while the
+    operator, even behind the same address, gets in after a second at most."""
+
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._failures = SlidingWindow(FAILURE_WINDOW_S)
+        self._turns: dict[str, asyncio.Lock] = {}  # failing addresses with attempts waiting
 
-    def check(self, request: web.Request) -> None:
-        client = request.remote or "?"
-        recent = self._failures.recent(client)
-        if len(recent) >= FAILURES_ALLOWED:
-            retry = int(recent[0] + FAILURE_WINDOW_S - time.monotonic()) + 1
-            raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(retry)})
+    async def check(self, request: web.Request) -> None:
+        client = client_address(request)
+        if len(self._failures.recent(client)) < FAILURES_ALLOWED:
+            return self._verify(request, client, over_limit=False)
+        turn = self._turns.setdefault(client, asyncio.Lock())
+        try:
+            async with turn:
+                await asyncio.sleep(SLOW_S)
+                return self._verify(request, client, over_limit=True)
+        finally:
+            if not turn.locked() and self._turns.get(client) is turn:
+                del self._turns[client]  # nobody waits: the table holds only addresses being slowed
+
+    def _verify(self, request: web.Request, client: str, over_limit: bool) -> None:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
             return
-        recent.append(time.monotonic())
+        self._failures.recent(client).append(time.monotonic())
+        if over_limit:
+            raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(int(SLOW_S) or 1)})
         raise _error(401, "a valid admin token is required", {"WWW-Authenticate": 'Bearer realm="probe admin"'})
 
 
@@ -193,7 +213,7 @@ async def remove_subscriber(request: web.Request, operator: Operator) -> web.Res
 def _guarded(handler):
     async def guarded(request: web.Request) -> web.Response:
         try:
-            request.app[GUARD].check(request)
+            await request.app[GUARD].check(request)
             store = request.app[OPERATOR].probe.store
             if not store.healthy:  # an action would wait on the disk; say why at once instead
                 raise OperatorError(f"the database takes no writes: {store.last_error}", 503)

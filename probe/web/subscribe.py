@@ -16,6 +16,7 @@ from aiohttp import web
 from probe.notify.subscribers.actions import SubscribeError
 from probe.notify.subscribers.rules import TokenError
 from probe.web import page
+from probe.web.clients import client_address
 
 
 def add_routes(app: web.Application) -> None:
@@ -57,7 +58,7 @@ async def subscribe(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         await subscriptions.request(str(form.get("email", "")), [str(g) for g in form.getall("group", [])],
-                                    request.remote or "?")
+                                    client_address(request))
     except SubscribeError as exc:
         return _page(request, "form", exc.status, error=exc.message, email=str(form.get("email", ""))[:254])
     return _page(request, "check_inbox")
