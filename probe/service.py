@@ -146,35 +146,46 @@ class Probe:
     async def cancel_maintenance(self, window: MaintenanceWindow, now: int) -> MaintenanceWindow | None:
         return await self.maintenance.cancel(window, now)
 
-    def health(self) -> dict:
+    def health(self, private: bool = False) -> dict:
+        """What /healthz says (`private`: what the admin API says, with the paths, the error
+        texts and the private monitors counted). The public one names no path, no config
+        problem and no count a visitor could not count on the page."""
         problems = []
         if not self.scheduler.running:
             problems.append("scheduler is not running")
         if not self.store.healthy:
-            problems.append(self.store.last_error or "database is not writable")
-        return {
+            problems.append((self.store.last_error if private else self.store.write_state.problem)
+                            or "database is not writable")
+        shown = [m for m in self.config.monitors if m.public or private]
+        health = {
             "status": "ok" if not problems else "failing",
             "problems": problems,
             "version": __version__,
-            "monitors": len(self.monitors),
+            "monitors": len(shown),
             "scheduler_running": self.scheduler.running,
             "database_writable": self.store.healthy,
-            "database": self._database_health(),
+            "database": self._database_health(private),
             "last_commit_ms": self.store.last_commit_ms,
             "started_ms": self.started_ms,
-            "config": self.watcher.status() if self.watcher else None,
         }
+        watcher = self.watcher.status() if self.watcher else None
+        if private:
+            health["config"] = watcher
+        elif watcher is not None:
+            health["config"] = {"loaded_ms": watcher["loaded_ms"], "reload_refused": bool(watcher["error"])}
+        return health
 
-    def _database_health(self) -> dict:
+    def _database_health(self, private: bool) -> dict:
         """What /healthz says about the file: the problem in words, and what waits in memory."""
         state = self.store.write_state
-        return {
-            "path": self.store.describe(),
+        health = {
             "writable": self.store.healthy,
             "problem": state.problem,  # "database full", "read-only", ... or null
-            "error": state.error or None,
             "since_ms": state.since_ms,
             "pending_results": self.store.pending_results,
             "max_pending_results": self.store.max_pending,
             "dropped_results": self.store.dropped_results,
         }
+        if private:
+            health |= {"path": self.store.describe(), "error": state.error or None}
+        return health

@@ -76,7 +76,8 @@ def add_routes(app: web.Application, probe) -> None:
     app.router.add_patch(f"{base}/incidents/{{id}}", _guarded(edit_incident))
     app.router.add_post(f"{base}/incidents/{{id}}/updates", _guarded(post_update))
     app.router.add_put(f"{base}/incidents/{{id}}/postmortem", _guarded(publish_postmortem))
-    app.router.add_get(f"{base}/config", _guarded(config_status))
+    app.router.add_get(f"{base}/health", _guarded(health, writes=False))
+    app.router.add_get(f"{base}/config", _guarded(config_status, writes=False))
     app.router.add_post(f"{base}/config/reload", _guarded(reload_config))
     app.router.add_get(f"{base}/deliveries", _guarded(list_notifications))
     app.router.add_get(f"{base}/notifications", _guarded(list_notifications))  # the older name
@@ -156,6 +157,11 @@ def _instant(text: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+async def health(request: web.Request, operator: Operator) -> web.Response:
+    """/healthz with what the public one leaves out: paths, error texts, private monitors."""
+    return _json(operator.probe.health(private=True))
+
+
 async def config_status(request: web.Request, operator: Operator) -> web.Response:
     return web.json_response(_watcher(operator).status())
 
@@ -210,12 +216,14 @@ async def remove_subscriber(request: web.Request, operator: Operator) -> web.Res
     return _json({"removed": subscriber.id})
 
 
-def _guarded(handler):
+def _guarded(handler, writes: bool = True):
+    """The token check; and, for routes that may write (`writes`), a 503 at once while the
+    database takes no writes."""
     async def guarded(request: web.Request) -> web.Response:
         try:
             await request.app[GUARD].check(request)
             store = request.app[OPERATOR].probe.store
-            if not store.healthy:  # an action would wait on the disk; say why at once instead
+            if writes and not store.healthy:  # an action would wait on the disk; say why at once instead
                 raise OperatorError(f"the database takes no writes: {store.last_error}", 503)
             return await handler(request, request.app[OPERATOR])
         except OperatorError as exc:
@@ -288,7 +296,7 @@ def incident_json(incident: Incident, updates: list[IncidentUpdate]) -> dict:
 async def _body(request: web.Request, fields: dict[str, type], required: tuple[str, ...] = ()) -> dict:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise OperatorError("the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise OperatorError("the request body must be a JSON object")

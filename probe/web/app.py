@@ -16,6 +16,7 @@ from probe.web import (
     metrics,
     openapi,
     page,
+    refusals,
     statuspage,
     subscribe,
 )
@@ -28,6 +29,7 @@ def create_app(probe: Probe) -> web.Application:
     app = web.Application(middlewares=[errors])
     app[PROBE] = probe
     headers.install(app)
+    refusals.install()
     app.cleanup_ctx.append(_run_probe)
     app.router.add_get("/healthz", healthz)
     page.add_routes(app)

@@ -1,6 +1,7 @@
 """The admin API against a real probe, a real SQLite file and a real HTTP client."""
 import asyncio
 import hmac
+import logging
 import time
 
 import pytest
@@ -221,3 +222,14 @@ async def test_while_the_database_takes_no_writes_admin_actions_answer_503_with_
     assert body == {"error": f"the database takes no writes: read-only: {probe.store.path}:"
                              " attempt to write a readonly database", "status": 503}
     assert accepted.status == 201
+
+
+@pytest.mark.parametrize("depth", [100_000, 3_000])
+async def test_deeply_nested_json_is_a_400_in_the_error_shape(admin, caplog, depth):
+    client, _ = admin
+    body = '{"title": ' + "[" * depth + "]" * depth + "}"
+    response = await client.post("/api/v1/admin/incidents", headers={**AUTH, "Content-Type": "application/json"},
+                                 data=body)
+    assert response.status == 400
+    assert await response.json() == {"error": "the request body must be a JSON object", "status": 400}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -3,10 +3,12 @@ webhook receiver on loopback, a real SQLite file. Links are read from the mails 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from datetime import datetime
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
@@ -454,3 +456,19 @@ async def test_a_stored_address_mail_cannot_be_sent_to_is_set_aside_and_the_mail
     metrics = await (await site.client.get("/metrics")).text()
     assert 'probe_notification_deliveries{notifier="subscribers:email",state="failed"} 1.0' in metrics
     assert 'probe_notification_deliveries{notifier="subscribers:email",state="sent"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("path", ["/subscribe", "/subscribe/confirm", "/unsubscribe"])
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=xyz",
+                                          "application/x-www-form-urlencoded; charset=nonsense"])
+async def test_a_form_body_that_cannot_be_read_is_a_400_not_a_500(site, caplog, path, content_type):
+    response = await site.client.post(path, data=b"garbage--xyz", headers={"Content-Type": content_type})
+    assert response.status == 400 and "could not be read" in await response.text()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_file_in_place_of_a_form_field_is_an_invalid_value_not_a_crash(site):
+    form = aiohttp.FormData()
+    form.add_field("email", b"someone@example.com", filename="email.txt")
+    response = await site.client.post("/subscribe", data=form)
+    assert response.status == 400 and "valid email address" in await response.text()
