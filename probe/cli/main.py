@@ -197,7 +197,7 @@ async def _serve(config: Config, config_path: str) -> int:
     probe.watcher.start()
     memory.settle()
     await stop.wait()
-    _exit_if_not_stopped_within(REQUESTS_GRACE_S + FLUSH_TIMEOUT_S + GRACE_S)
+    _exit_if_not_stopped_within(REQUESTS_GRACE_S + probe.notify.outbox.drain_limit_s() + FLUSH_TIMEOUT_S + GRACE_S)
     await probe.watcher.stop()
     log.info("stopping: flushing pending results")
     await runner.cleanup()

@@ -32,6 +32,8 @@ from probe.storage import Delivery, NewDelivery
 
 log = logging.getLogger("probe.notify")
 
+DRAIN_MARGIN_S = 2.0  # beyond a channel's timeout, for recording its answer
+
 
 def delivery(target_id: str, item) -> NewDelivery:
     """A delivery of `item` (a channel Message, or a subscriber Parcel) to one target."""
@@ -45,6 +47,9 @@ class Outbox:
         self._workers: dict[str, asyncio.Task] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[str, float] = {}  # each target's timeout: how long a stop waits for it
+        self._in_flight: set[str] = set()  # targets sending right now
+        self._stopping = False
 
     # ---- queueing ---------------------------------------------------------------------
 
@@ -90,20 +95,36 @@ class Outbox:
             self._session = None
 
     def start_workers(self, targets) -> None:
-        """One worker per target: a NotifierConfig, or anything shaped like one (`id`, `make()`)."""
+        """One worker per target: a NotifierConfig, or anything shaped like one (`id`, `make()`, `settings`)."""
+        self._stopping = False
         for target in targets:
             self._wakes[target.id] = asyncio.Event()
+            self._timeouts[target.id] = target.settings.timeout
             self._workers[target.id] = asyncio.create_task(self._worker(target), name=f"notify-{target.id}")
 
     async def stop_workers(self) -> None:
-        await cancel(list(self._workers.values()))
+        """Stop taking rows; let the deliveries in flight finish and be recorded (each within its
+        channel's timeout), then stop. A delivery cut off mid-send would stay pending and go out
+        again at the next start although the channel may have acted on it."""
+        self._stopping = True
+        busy = {target_id for target_id in self._in_flight if target_id in self._workers}
+        await cancel([task for target_id, task in self._workers.items() if target_id not in busy])
+        if busy:
+            log.info("stopping: waiting for deliveries in flight notifiers=%s", ",".join(sorted(busy)))
+            tasks = [self._workers[target_id] for target_id in busy]
+            _, late = await asyncio.wait(tasks, timeout=max(self._timeouts[t] for t in busy) + DRAIN_MARGIN_S)
+            await cancel(list(late))
         self._workers = {}
+
+    def drain_limit_s(self) -> float:
+        """The longest a stop may wait for deliveries in flight."""
+        return max(self._timeouts.values(), default=0.0) + DRAIN_MARGIN_S
 
     async def _worker(self, target) -> None:
         notifier, wake = target.make(), self._wakes[target.id]
         limiter = RateLimiter(notifier.limits)
         claim_failing = False
-        while True:
+        while not self._stopping:
             wake.clear()
             try:
                 row = await self.store.outbox_next(target.id)
@@ -133,7 +154,11 @@ class Outbox:
             if not claimed:
                 continue
             limiter.record(time.monotonic())
-            await self._attempt(notifier, row, row.attempts + 1)
+            self._in_flight.add(target.id)
+            try:
+                await self._attempt(notifier, row, row.attempts + 1)
+            finally:
+                self._in_flight.discard(target.id)
 
     async def _claim(self, row: Delivery) -> bool:
         claimed = await self.store.outbox_claim(row.id, row.attempts)

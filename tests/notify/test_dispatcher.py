@@ -3,6 +3,7 @@ the outbox in the real file delivers to real receivers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -279,31 +280,17 @@ async def _has_open(probe) -> bool:
     return bool(await probe.store.open_incidents())
 
 
-async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_and_is_not_sent_again(
+async def test_a_message_whose_outbox_row_cannot_be_updated_is_journalled_and_not_sent_again(
         write_config, caplog):
     """The channel answers, then the database turns read-only before the row says "sent": the
-    worker must hold on until the disk returns, not send the message a second time."""
+    worker must keep the answer in the journal, not send the message a second time, and the file
+    takes the answer once the disk is back."""
+    caplog.set_level(logging.INFO, logger="probe.store")
     received, probes = [], []
 
-    async def answer_then_break_the_disk(request):
-        received.append(await request.json())
-        if len(received) == 1:
-            store = probes[0].store
-            await store.write([("PRAGMA query_only = ON", ())])
-            asyncio.get_running_loop().call_later(
-                1.5, lambda: asyncio.ensure_future(store.write([("PRAGMA query_only = OFF", ())])))
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/in", answer_then_break_the_disk)
-    async with Target() as target, TestServer(app, host="127.0.0.1") as hook:
+    async with Target() as target, disk_breaking_hook(received, probes, mend_after_s=1.5) as hook:
         target.healthy = False
-        config = write(write_config, target.url, f"""
-            [[notifiers]]
-            id = "hook"
-            type = "webhook"
-            url = "{hook.make_url('/in')}"
-        """, '["hook"]')
+        config = write(write_config, target.url, hook_notifier(hook), '["hook"]')
         probes.append(await started(config))
         try:
             await until(lambda: _sent(probes[0]), timeout=15)
@@ -311,8 +298,38 @@ async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_a
         finally:
             await probes[0].stop()
     assert [doc["event"] for doc in received] == ["open"]
-    failures = [r for r in caplog.records if r.getMessage().startswith("recording a delivery failed")]
-    assert len(failures) == 1  # said once, however many retries
+    kept = [r for r in caplog.records if r.getMessage().startswith("the database took no outbox update")]
+    assert len(kept) == 1  # the answer went to the journal, once, and into the file when the disk was back
+    assert any(r.getMessage().startswith("the journalled outbox answers are in the database")
+               for r in caplog.records)
+
+
+def disk_breaking_hook(received: list, probes: list, mend_after_s: float | None = None) -> TestServer:
+    """A webhook receiver that answers, but after the first message makes the newest probe's
+    database refuse every write (and mends it `mend_after_s` later, if given)."""
+    async def answer_then_break_the_disk(request):
+        received.append(await request.json())
+        if len(received) == 1:
+            store = probes[-1].store
+            await store.write([("PRAGMA query_only = ON", ())])  # on the writer: every write fails
+            if mend_after_s is not None:
+                asyncio.get_running_loop().call_later(
+                    mend_after_s, lambda: asyncio.ensure_future(store.write([("PRAGMA query_only = OFF", ())])))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/in", answer_then_break_the_disk)
+    return TestServer(app, host="127.0.0.1")
+
+
+def hook_notifier(hook: TestServer, extra: str = "") -> str:
+    return f"""
+        [[notifiers]]
+        id = "hook"
+        type = "webhook"
+        url = "{hook.make_url('/in')}"
+        {extra}
+    """
 
 
 async def _sent(probe):

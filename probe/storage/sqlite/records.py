@@ -4,11 +4,14 @@ the writer connection, in between the writer's batches."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 
 from probe.core.models import MaintenanceWindow, Subscriber
 from probe.core.units import now_ms
 from probe.storage.interface import CertNotice, Delivery, NewDelivery
+
+log = logging.getLogger("probe.store")
 
 _DELIVERY = "SELECT id, notifier, key, payload, state, attempts, next_ms, created_ms, done_ms, answer FROM deliveries"
 _SUBSCRIBER = "SELECT id, email, groups, requested_ms, confirmed_ms FROM subscribers"
@@ -17,7 +20,7 @@ _ADD_DELIVERY = ("INSERT OR IGNORE INTO deliveries (notifier, key, payload, next
 
 
 class Records:
-    """Mixed into SqliteStore: needs `write(statements)` and `fetchall(sql, params)`."""
+    """Mixed into SqliteStore: needs `write(statements)`, `fetchall(sql, params)` and `journal`."""
 
     # ---- meta
     async def meta_get(self, key: str) -> str | None:
@@ -42,20 +45,37 @@ class Records:
         return sum(counts[:len(counts) - len(meta or {})])
 
     async def outbox_next(self, notifier: str) -> Delivery | None:
-        rows = await self.fetchall(f"{_DELIVERY} WHERE notifier=? AND state='pending' ORDER BY id LIMIT 1",
-                                   (notifier,))
-        return Delivery(*rows[0]) if rows else None
+        # Rows whose answer waits in the journal are done, whatever the file still says.
+        rows = await self.fetchall(f"{_DELIVERY} WHERE notifier=? AND state='pending' ORDER BY id LIMIT ?",
+                                   (notifier, len(self.journal.entries) + 1))
+        return next((Delivery(*row) for row in rows if row[0] not in self.journal.entries), None)
 
     async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
-        (changed,) = await self.write([(
+        counts = await self._write_with_journal([(
             "UPDATE deliveries SET attempts=attempts+1 WHERE id=? AND state='pending' AND attempts=?",
             (delivery_id, attempts))])
-        return changed == 1
+        return counts[-1] == 1
 
     async def outbox_record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,
                             done_ms: int | None) -> None:
-        await self.write([("UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
-                           (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))])
+        entry = (delivery_id, state, attempts, next_ms, answer[:2000], done_ms)
+        try:
+            await self._write_with_journal([record_statement(entry)])
+        except self.WRITE_ERRORS:
+            if not self.journal.add(entry):  # no room there either: the caller retries
+                raise
+            log.warning("the database took no outbox update; the answer is kept in %s until it does delivery=%d",
+                        self.journal.path, delivery_id)
+
+    async def _write_with_journal(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        """`statements`, after the journalled answers: the first write the database takes also
+        takes those, and the journal is blanked."""
+        journalled = [record_statement(entry) for entry in self.journal.entries.values()]
+        counts = await self.write(journalled + statements)
+        if journalled:
+            self.journal.clear()
+            log.info("the journalled outbox answers are in the database now count=%d", len(journalled))
+        return counts[len(journalled):]
 
     async def outbox_list(self, notifier: str | None = None, limit: int = 100, state: str | None = None
                           ) -> list[Delivery]:
@@ -63,7 +83,16 @@ class Records:
         where = ("WHERE " + " AND ".join(f"{column}=?" for column, _ in filters)) if filters else ""
         rows = await self.fetchall(f"{_DELIVERY} {where} ORDER BY id DESC LIMIT ?",
                                    (*(value for _, value in filters), limit))
-        return [Delivery(*row) for row in rows]
+        return [self._as_journalled(Delivery(*row)) for row in rows]
+
+    def _as_journalled(self, row: Delivery) -> Delivery:
+        """A row as it is: with the answer that waits in the journal, if one does."""
+        entry = self.journal.entries.get(row.id)
+        if entry is None:
+            return row
+        _, state, attempts, next_ms, answer, done_ms = entry
+        return Delivery(row.id, row.notifier, row.key, row.payload, state, attempts, next_ms, row.created_ms,
+                        done_ms, answer)
 
     async def outbox_counts(self) -> dict[tuple[str, str], int]:
         rows = await self.fetchall("SELECT notifier, state, count(*) FROM deliveries GROUP BY notifier, state")
@@ -130,6 +159,12 @@ class Records:
             ("DELETE FROM cert_notices WHERE expires_ts < ?", (now // 1000,)),  # expired: never notified again
             *((_ADD_DELIVERY, (d.notifier, d.key, d.payload, queued, queued)) for d in deliveries)]
         await self.write(statements)
+
+
+def record_statement(entry: tuple) -> tuple[str, tuple]:
+    delivery_id, state, attempts, next_ms, answer, done_ms = entry
+    return ("UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
+            (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))
 
 
 def _groups_json(groups) -> str:

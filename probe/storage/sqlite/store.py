@@ -24,10 +24,11 @@ from probe.core.units import now_ms
 from probe.storage.interface import StoreError
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
 from probe.storage.rollups import FLAG_MAINTENANCE, Bucket, LastResult, Rollups
+from probe.storage.sqlite.journal import AnswerJournal
 from probe.storage.sqlite.lock import LockedError, ProcessLock
 from probe.storage.sqlite.migrations import migrate
 from probe.storage.sqlite.reads import Reads, _chunks
-from probe.storage.sqlite.records import Records
+from probe.storage.sqlite.records import Records, record_statement
 from probe.storage.writable import WriteState, problem_of
 from probe.storage.writer import Batch, BatchWriter
 
@@ -77,6 +78,7 @@ class SqliteStore(BatchWriter, Reads, Records):
         self._reasons: OrderedDict[str, int] = OrderedDict()
         self._next_ids: dict[str, int] = {}
         self._lock = ProcessLock(self.path)
+        self.journal = AnswerJournal(self.path)  # outbox answers the disk could not take (journal.py)
         self._init_writer(WriteState(self.path), flush_interval, max_batch, max_pending)
 
     def describe(self) -> str:
@@ -111,7 +113,16 @@ class SqliteStore(BatchWriter, Reads, Records):
                 self._next_ids[table] = (await cur.fetchone())[0]
         await self._load_monitors()
         await self._check_calendar()
+        await self._replay_journal()
         self._start_writer()
+
+    async def _replay_journal(self) -> None:
+        """Answers a previous process could not record (a full disk): into the file before any
+        worker reads the outbox, or they stay in the journal and keep their rows from being sent."""
+        left = self.journal.open()
+        if left:
+            await self._write_with_journal([])
+            log.info("outbox answers recorded from the journal count=%d", len(left))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = aiosqlite.connect(self.path)
@@ -133,6 +144,7 @@ class SqliteStore(BatchWriter, Reads, Records):
                     await conn.close()
             self.reader = self.writer = None
         finally:
+            self.journal.close()
             self._lock.release()
 
     async def _configure(self, conn: aiosqlite.Connection) -> None:
@@ -209,7 +221,13 @@ class SqliteStore(BatchWriter, Reads, Records):
                         " VALUES (?,?,?,?,?,?,?)", rows["updates"])
                 if rows["events"]:
                     await self.writer.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows["events"])
+                journalled = [record_statement(entry) for entry in self.journal.entries.values()]
+                for sql, params in journalled:  # the disk is back: the outbox answers kept aside go in too
+                    await self.writer.execute(sql, params)
                 await self.writer.commit()
+                if journalled:
+                    self.journal.clear()
+                    log.info("the journalled outbox answers are in the database now count=%d", len(journalled))
                 if rows["incidents"] or rows["updates"]:
                     self.incidents_version += 1  # readers that keep incidents between renders re-read
                 if rows["rollups"]:  # under the lock: no cache load can fall between commit and apply
