@@ -1,6 +1,9 @@
 """The notification outbox, the one owner of stored deliveries: it queues them, and runs one
 worker per target (a channel, or a subscriber target) that sends its pending rows oldest
-first, so a target hears about an incident in the order things happened.
+first. Rows are in lanes (Message.lane: one incident, one maintenance window, one
+subscriber's incident): a lane's rows go one at a time, in order, so a target hears about an
+incident in the order things happened, while up to the target's `concurrency` lanes go at once
+(one webhook at a time could not keep up with a receiver that takes 300 ms).
 
 A worker waits out the platform's rate limit, counts the attempt on the database before
 making it (a send never starts from a stale view of the outbox: healthchecks claims flips
@@ -10,9 +13,11 @@ A row whose sender raises anything else is set aside as failed after that one at
 poisoned row never holds up the rows behind it.
 A hung or dead target holds up only its own queue, never a check or another target.
 
-Delivery is at least once: a crash between the channel's answer and the row's update would
-send that one message again. Receivers that care get a stable id to dedupe on (webhook-id,
-the PagerDuty dedup_key, the email Message-ID).
+Delivery is at least once: a stop lets the attempts in flight finish and records them, and an
+answer the database refuses is journalled by the store (sqlite/journal.py), so only a process
+that dies after the channel received a message and before its answer was recorded sends that
+one message again. Receivers that care get a stable id to dedupe on (webhook-id, the
+PagerDuty dedup_key, the email Message-ID).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from probe.storage import Delivery, NewDelivery
 log = logging.getLogger("probe.notify")
 
 DRAIN_MARGIN_S = 2.0  # beyond a channel's timeout, for recording its answer
+LOOKAHEAD = 200  # pending rows a worker reads to find the lanes it may start
 
 
 def delivery(target_id: str, item) -> NewDelivery:
@@ -107,12 +113,12 @@ class Outbox:
         channel's timeout), then stop. A delivery cut off mid-send would stay pending and go out
         again at the next start although the channel may have acted on it."""
         self._stopping = True
-        busy = {target_id for target_id in self._in_flight if target_id in self._workers}
-        await cancel([task for target_id, task in self._workers.items() if target_id not in busy])
-        if busy:
-            log.info("stopping: waiting for deliveries in flight notifiers=%s", ",".join(sorted(busy)))
-            tasks = [self._workers[target_id] for target_id in busy]
-            _, late = await asyncio.wait(tasks, timeout=max(self._timeouts[t] for t in busy) + DRAIN_MARGIN_S)
+        self.wake_all()
+        if self._in_flight:
+            log.info("stopping: waiting for deliveries in flight notifiers=%s", ",".join(sorted(self._in_flight)))
+        tasks = list(self._workers.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.drain_limit_s())
             await cancel(list(late))
         self._workers = {}
 
@@ -121,44 +127,68 @@ class Outbox:
         return max(self._timeouts.values(), default=0.0) + DRAIN_MARGIN_S
 
     async def _worker(self, target) -> None:
+        """Start the head row of each lane (one incident's messages, in order, one at a time),
+        up to the target's `concurrency` lanes at once, within its rate limits; on a stop, wait
+        for the attempts running."""
         notifier, wake = target.make(), self._wakes[target.id]
-        limiter = RateLimiter(notifier.limits)
-        claim_failing = False
-        while not self._stopping:
-            wake.clear()
-            try:
-                row = await self.store.outbox_next(target.id)
-            except Exception:
-                log.exception("reading the outbox failed notifier=%s", target.id)
-                await asyncio.sleep(1.0)
+        lanes = _Lanes(notifier, RateLimiter(notifier.limits), getattr(target.settings, "concurrency", 1))
+        try:
+            while not self._stopping:
+                wake.clear()
+                try:
+                    heads = lanes.heads(await self.store.outbox_pending(target.id, LOOKAHEAD))
+                    wait = await self._start_due(target.id, lanes, heads, wake)
+                except Exception:
+                    log.exception("reading the outbox failed notifier=%s", target.id)
+                    wait = 1.0
+                await _pause(wake, wait)
+        finally:
+            if lanes.running:
+                await asyncio.gather(*lanes.running.values(), return_exceptions=True)
+
+    async def _start_due(self, target_id: str, lanes: "_Lanes", heads: list[Delivery], wake: asyncio.Event
+                         ) -> float | None:
+        """Start every head row that may start now; return how long until another may (None:
+        when woken, by a new row or an attempt that ends)."""
+        now, waits = now_ms(), []
+        for row in heads:
+            if lanes.lane(row) in lanes.running:
                 continue
-            if row is None:
-                await wake.wait()
+            if len(lanes.running) >= lanes.concurrency:
+                return None
+            if row.next_ms > now:  # a retry's backoff holds up its own lane only
+                waits.append((row.next_ms - now) / 1000)
                 continue
-            wait = max((row.next_ms - now_ms()) / 1000, limiter.wait_s(time.monotonic()))
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):  # wait_for can swallow stop()'s cancel (see cancel)
-                        await wake.wait()
-                continue
+            limit_wait = lanes.limiter.wait_s(time.monotonic())
+            if limit_wait > 0:
+                return limit_wait
             try:
                 claimed = await self._claim(row)
             except Exception as exc:  # the database takes no writes (disk full): nothing sent, try later
-                if not claim_failing:
+                if not lanes.claim_failing:
                     log.warning("cannot claim a notification notifier=%s delivery=%d error=%s; will retry",
-                                target.id, row.id, exc)
-                claim_failing = True
-                await asyncio.sleep(1.0)
-                continue
-            claim_failing = False
-            if not claimed:
-                continue
-            limiter.record(time.monotonic())
-            self._in_flight.add(target.id)
-            try:
-                await self._attempt(notifier, row, row.attempts + 1)
-            finally:
-                self._in_flight.discard(target.id)
+                                target_id, row.id, exc)
+                lanes.claim_failing = True
+                return 1.0
+            lanes.claim_failing = False
+            if claimed:
+                lanes.limiter.record(time.monotonic())
+                self._run(target_id, lanes, row, wake)
+        return min(waits, default=None)
+
+    def _run(self, target_id: str, lanes: "_Lanes", row: Delivery, wake: asyncio.Event) -> None:
+        lane = lanes.lane(row)
+        task = asyncio.create_task(self._attempt(lanes.notifier, row, row.attempts + 1),
+                                   name=f"notify-{target_id}-{row.id}")
+        lanes.running[lane] = task
+        self._in_flight.add(target_id)
+
+        def done(_task: asyncio.Task) -> None:
+            lanes.running.pop(lane, None)
+            if not lanes.running:
+                self._in_flight.discard(target_id)
+            wake.set()
+        task.add_done_callback(done)
 
     async def _claim(self, row: Delivery) -> bool:
         claimed = await self.store.outbox_claim(row.id, row.attempts)
@@ -203,6 +233,48 @@ class Outbox:
                     log.warning("recording a delivery failed delivery=%d error=%s; retrying until it is written",
                                 delivery_id, exc)
                 await asyncio.sleep(min(16.0, 0.5 * 2 ** failures))
+
+
+class _Lanes:
+    """One worker's view of its rows: which lane each is in (from its payload: one incident's
+    messages share a lane), and the attempt running in each lane."""
+
+    def __init__(self, notifier, limiter: RateLimiter, concurrency: int) -> None:
+        self.notifier, self.limiter = notifier, limiter
+        self.concurrency = max(1, concurrency)
+        self.running: dict[str, asyncio.Task] = {}  # lane -> its attempt
+        self.claim_failing = False
+        self._of: dict[int, str] = {}  # row id -> lane (a payload never changes)
+
+    def heads(self, rows: list[Delivery]) -> list[Delivery]:
+        """The first pending row of each lane, oldest first."""
+        self._of = {row.id: self._of.get(row.id) or self._read_lane(row) for row in rows}
+        heads, seen = [], set()
+        for row in rows:
+            if self._of[row.id] not in seen:
+                seen.add(self._of[row.id])
+                heads.append(row)
+        return heads
+
+    def lane(self, row: Delivery) -> str:
+        return self._of.get(row.id) or self._read_lane(row)
+
+    def _read_lane(self, row: Delivery) -> str:
+        try:
+            item = getattr(self.notifier, "decode", Message.from_json)(row.payload)
+            return item.lane or row.key
+        except Exception:
+            return f"row:{row.id}"  # unreadable: a lane of its own, and its attempt sets it aside
+
+
+async def _pause(wake: asyncio.Event, seconds: float | None) -> None:
+    """Until `wake` is set, or `seconds` pass."""
+    if seconds is None:
+        await wake.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):  # wait_for can swallow stop()'s cancel (see cancel)
+            await wake.wait()
 
 
 async def cancel(tasks: list[asyncio.Task]) -> None:

@@ -146,8 +146,8 @@ class Storage(Protocol):
     async def outbox_add(self, deliveries: Iterable[NewDelivery], meta: dict[str, str] | None = None) -> int:
         """Queue deliveries (a key already queued for its notifier is skipped) and set `meta`, in one
         transaction; returns how many were new."""
-    async def outbox_next(self, notifier: str) -> Delivery | None:
-        """The notifier's oldest pending delivery."""
+    async def outbox_pending(self, notifier: str, limit: int) -> list[Delivery]:
+        """The notifier's oldest pending deliveries, oldest first."""
     async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
         """Count an attempt, only if the row is pending with `attempts` attempts: False if it moved on."""
     async def outbox_record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,

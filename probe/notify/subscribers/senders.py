@@ -36,6 +36,7 @@ class Parcel:
     message: dict | None = None
     body: dict | None = None
     expires_s: int = 0  # when the confirmation link of a confirm parcel expires
+    lane: str = ""  # parcels in one lane go out in order (outbox.py); "": a lane of its own
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))

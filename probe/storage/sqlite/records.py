@@ -44,11 +44,11 @@ class Records:
         counts = await self.write(statements)
         return sum(counts[:len(counts) - len(meta or {})])
 
-    async def outbox_next(self, notifier: str) -> Delivery | None:
+    async def outbox_pending(self, notifier: str, limit: int) -> list[Delivery]:
         # Rows whose answer waits in the journal are done, whatever the file still says.
         rows = await self.fetchall(f"{_DELIVERY} WHERE notifier=? AND state='pending' ORDER BY id LIMIT ?",
-                                   (notifier, len(self.journal.entries) + 1))
-        return next((Delivery(*row) for row in rows if row[0] not in self.journal.entries), None)
+                                   (notifier, limit + len(self.journal.entries)))
+        return [Delivery(*row) for row in rows if row[0] not in self.journal.entries][:limit]
 
     async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
         counts = await self._write_with_journal([(
