@@ -5,9 +5,11 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 
@@ -164,6 +166,7 @@ async def _serve(config: Config, config_path: str) -> int:
     from probe.storage import StoreError
     from probe.storage.writable import problem_of
     from probe.web.app import create_app
+    from probe.web.front import FrontProcess
 
     log = logging.getLogger("probe")
     probe = Probe(config)
@@ -180,13 +183,16 @@ async def _serve(config: Config, config_path: str) -> int:
         print(f"probe: cannot write the database {config.database_path}: {problem_of(exc)} ({exc})",
               file=sys.stderr)
         return EXIT_DOWN
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        print(f"{config.path.name}: server: cannot listen on {config.server.listen}: {exc.strerror or exc}",
-              file=sys.stderr)
+    # The application listens on a private socket; a front process takes the page traffic on
+    # [server] listen, so that a crowd cannot bend what checks measure (web/front.py).
+    socket_dir = tempfile.mkdtemp(prefix="probe-web-")
+    await web.UnixSite(runner, os.path.join(socket_dir, "app.sock")).start()
+    front = FrontProcess(config.server.host, config.server.port, os.path.join(socket_dir, "app.sock"))
+    problem = await front.start()
+    if problem is not None:
+        print(f"{config.path.name}: server: cannot listen on {config.server.listen}: {problem}", file=sys.stderr)
         await runner.cleanup()
+        shutil.rmtree(socket_dir, ignore_errors=True)
         return EXIT_DOWN
     log.info("listening on http://%s", config.server.listen)
     stop = asyncio.Event()
@@ -199,8 +205,10 @@ async def _serve(config: Config, config_path: str) -> int:
     await stop.wait()
     _exit_if_not_stopped_within(REQUESTS_GRACE_S + probe.notify.outbox.drain_limit_s() + FLUSH_TIMEOUT_S + GRACE_S)
     await probe.watcher.stop()
+    await front.stop()  # no new requests; those in flight are answered
     log.info("stopping: flushing pending results")
     await runner.cleanup()
+    shutil.rmtree(socket_dir, ignore_errors=True)
     return EXIT_DOWN if probe.store.lost_results else 0
 
 
