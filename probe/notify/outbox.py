@@ -136,6 +136,7 @@ class Outbox:
             while not self._stopping:
                 wake.clear()
                 try:
+                    lanes.finished.clear()  # before the read: an attempt that ends during it makes it stale
                     heads = lanes.heads(await self.store.outbox_pending(target.id, LOOKAHEAD))
                     wait = await self._start_due(target.id, lanes, heads, wake)
                 except Exception:
@@ -152,8 +153,8 @@ class Outbox:
         when woken, by a new row or an attempt that ends)."""
         now, waits = now_ms(), []
         for row in heads:
-            if lanes.lane(row) in lanes.running:
-                continue
+            if lanes.lane(row) in lanes.running or lanes.lane(row) in lanes.finished:
+                continue  # finished since the rows were read: the row read is stale (a retry's next_ms...)
             if len(lanes.running) >= lanes.concurrency:
                 return None
             if row.next_ms > now:  # a retry's backoff holds up its own lane only
@@ -185,6 +186,7 @@ class Outbox:
 
         def done(_task: asyncio.Task) -> None:
             lanes.running.pop(lane, None)
+            lanes.finished.add(lane)
             if not lanes.running:
                 self._in_flight.discard(target_id)
             wake.set()
@@ -243,6 +245,7 @@ class _Lanes:
         self.notifier, self.limiter = notifier, limiter
         self.concurrency = max(1, concurrency)
         self.running: dict[str, asyncio.Task] = {}  # lane -> its attempt
+        self.finished: set[str] = set()  # lanes whose attempt ended since the rows were last read
         self.claim_failing = False
         self._of: dict[int, str] = {}  # row id -> lane (a payload never changes)
 

@@ -15,8 +15,10 @@ class Reads:
     """Mixed into SqliteStore: needs `reader`, `monitor_ids`, `monitor_keys`, `sums`, `_write_lock`."""
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        async with self.reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        # One call into the connection's thread, execute and fetch together: as two calls, another
+        # read could run in between, inside the first one's open read transaction, and see the
+        # file as it was before the last commit (a subscriber just written came back None).
+        return list(await self.reader.execute_fetchall(sql, tuple(params)))
 
     async def recent_results(self, monitor_id: str, limit: int) -> list[ResultRecord]:
         """The newest `limit` results of a monitor, oldest first."""
