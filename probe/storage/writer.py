@@ -51,6 +51,7 @@ class BatchWriter:
         self._queue = Batch()
         self._queued = 0
         self._failed: Batch | None = None
+        self._writing: Batch | None = None  # the batch being committed
         self._wakeup = asyncio.Event()  # commit now (an event, a full batch, a flush)
         self._pending = asyncio.Event()  # something is queued: the batch timer runs
         self._task: asyncio.Task | None = None
@@ -111,8 +112,9 @@ class BatchWriter:
 
     @property
     def pending_results(self) -> int:
-        """Results submitted but not yet in the database (the batch being retried included)."""
-        return self._queued + (len(self._failed.results) if self._failed else 0)
+        """Results submitted but not yet in the database (the batch being written or retried included)."""
+        writing = self._writing or self._failed
+        return self._queued + (len(writing.results) if writing else 0)
 
     async def _run_writer(self) -> None:
         while True:
@@ -143,6 +145,7 @@ class BatchWriter:
         return batch
 
     async def _commit_with_retry(self, batch: Batch) -> None:
+        self._writing = batch  # taken off the queue, not yet in the file: still pending
         try:
             if batch.rows is None:
                 batch.rows = await self._build_rows(batch)
@@ -150,12 +153,12 @@ class BatchWriter:
         except self.WRITE_ERRORS as exc:
             # Disk full, read-only, I/O error: keep the batch and try again by itself, so
             # writing resumes without a restart once the operator frees space.
-            self._failed = batch
+            self._failed, self._writing = batch, None
             pause = self.write_state.failed(exc, self.pending_results, self.max_pending)
             self.healthy, self.last_error = False, self.write_state.message
             await asyncio.sleep(pause)
             return
-        self._failed = None
+        self._failed = self._writing = None
         self.write_state.succeeded(len(batch.results) + self._queued, self.dropped_results)
         self.healthy, self.last_error, self.last_commit_ms = True, None, now_ms()
         self.last_committed.update(batch.last)
