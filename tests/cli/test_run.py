@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import sys
 import time
 
 from tests.cli.test_main import free_port, probe_cli
@@ -27,8 +28,15 @@ async def test_a_second_probe_run_on_the_same_file_exits_at_once_naming_the_file
     try:
         await wait_healthy(first, first_port, tmp_path / "first.log")
         started = time.monotonic()
-        code, out, err = await asyncio.wait_for(probe_cli("run", "-c", str(second_config)), 20)
-        assert code == 1, err
+        refused = await asyncio.create_subprocess_exec(sys.executable, "-m", "probe", "run", "-c", str(second_config),
+                                                       stderr=asyncio.subprocess.PIPE)
+        try:
+            err = (await asyncio.wait_for(refused.communicate(), 20))[1].decode()
+        finally:
+            if refused.returncode is None:  # it ran beside the first: the bug this test is about
+                refused.kill()
+                await refused.wait()
+        assert refused.returncode == 1, err
         (line,) = err.strip().splitlines()
         assert str(tmp_path / "probe.db") in line and f"pid {first.pid}" in line
         assert time.monotonic() - started < 10  # at once: no check ran, nothing waited on the file
