@@ -185,8 +185,14 @@ async def _serve(config: Config, config_path: str) -> int:
         return EXIT_DOWN
     # The application listens on a private socket; a front process takes the page traffic on
     # [server] listen, so that a crowd cannot bend what checks measure (web/front.py).
-    socket_dir = tempfile.mkdtemp(prefix="probe-web-")
-    await web.UnixSite(runner, os.path.join(socket_dir, "app.sock")).start()
+    try:
+        socket_dir = tempfile.mkdtemp(prefix="probe-web-")  # 0700: only this user reaches the socket
+        await web.UnixSite(runner, os.path.join(socket_dir, "app.sock")).start()
+    except OSError as exc:
+        print(f"probe: cannot make the web server's private socket in {tempfile.gettempdir()} ($TMPDIR): "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        await runner.cleanup()
+        return EXIT_DOWN
     front = FrontProcess(config.server.host, config.server.port, os.path.join(socket_dir, "app.sock"))
     problem = await front.start()
     if problem is not None:
