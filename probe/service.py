@@ -5,7 +5,6 @@ application (web/app.py) starts and stops it; tests drive it directly.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from probe.view.stats import Stats
 log = logging.getLogger("probe")
 
 PRUNE_EVERY_S = 3600.0
+FLUSH_TIMEOUT_S = 10.0  # how long a stop waits for the database to take pending results (README)
 
 
 @dataclass
@@ -82,16 +82,13 @@ class Probe:
         log.info("probe started version=%s monitors=%d database=%s", __version__,
                  len(self.monitors), self.store.describe())
 
-    async def stop(self, flush_timeout: float = 10.0) -> None:
+    async def stop(self, flush_timeout: float = FLUSH_TIMEOUT_S) -> None:
         await self.scheduler.stop()
         await self.passive.stop()
         await self.connectivity.stop()
         await self.certs.stop()
         await self.notify.stop()
-        try:
-            await asyncio.wait_for(self.store.close(), flush_timeout)
-        except TimeoutError:
-            log.error("could not flush pending results within %.0fs: the database is not writable", flush_timeout)
+        await self.store.close(flush_timeout)
         await self.runner.close()
         log.info("probe stopped")
 
@@ -206,39 +203,50 @@ class Probe:
     async def cancel_maintenance(self, window: MaintenanceWindow, now: int) -> MaintenanceWindow | None:
         return await self.maintenance.cancel(window, now)
 
-    def health(self) -> dict:
-        failing = []
+    def health(self, private: bool = False) -> dict:
+        """What /healthz says (`private`: what the admin API says, with the paths, the error
+        texts and the private monitors counted). The public one names no path, no config
+        problem and no count a visitor could not count on the page."""
+        problems = []
         if not self.scheduler.running:
-            failing.append("scheduler is not running")
+            problems.append("scheduler is not running")
         if not self.store.healthy:
-            failing.append(self.store.last_error or "database is not writable")
+            problems.append((self.store.last_error if private else self.store.write_state.problem)
+                            or "database is not writable")
         # A rejected reload is listed, but the process runs and serves: it stays "ok" (200).
-        reload_problem = self.watcher.problem() if self.watcher else None
-        return {
-            "status": "ok" if not failing else "failing",
-            "problems": failing + ([reload_problem] if reload_problem else []),
+        reload_problem = self.watcher.problem(detail=private) if self.watcher else None
+        shown = [m for m in self.config.monitors if m.public or private]
+        health = {
+            "status": "ok" if not problems else "failing",
+            "problems": problems + ([reload_problem] if reload_problem else []),
             "version": __version__,
-            "monitors": len(self.monitors),
+            "monitors": len(shown),
             "scheduler_running": self.scheduler.running,
             "database_writable": self.store.healthy,
-            "database": self._database_health(),
+            "database": self._database_health(private),
             "last_commit_ms": self.store.last_commit_ms,
             "started_ms": self.started_ms,
-            "config": self.watcher.status() if self.watcher else None,
             # Not a problem of probe's own (no 503: a restart would not bring the network back).
             "connectivity": self.connectivity.health(),
         }
+        watcher = self.watcher.status() if self.watcher else None
+        if private:
+            health["config"] = watcher
+        elif watcher is not None:
+            health["config"] = {"loaded_ms": watcher["loaded_ms"], "reload_refused": bool(watcher["error"])}
+        return health
 
-    def _database_health(self) -> dict:
+    def _database_health(self, private: bool) -> dict:
         """What /healthz says about the file: the problem in words, and what waits in memory."""
         state = self.store.write_state
-        return {
-            "path": self.store.describe(),
+        health = {
             "writable": self.store.healthy,
             "problem": state.problem,  # "database full", "read-only", ... or null
-            "error": state.error or None,
             "since_ms": state.since_ms,
             "pending_results": self.store.pending_results,
             "max_pending_results": self.store.max_pending,
             "dropped_results": self.store.dropped_results,
         }
+        if private:
+            health |= {"path": self.store.describe(), "error": state.error or None}
+        return health

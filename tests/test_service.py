@@ -147,10 +147,12 @@ async def test_healthz_says_503_and_why_while_the_database_takes_no_writes_and_2
         async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
             await read_only(probe.store)  # the next batch of results cannot be written
             broken, broken_status = await healthz_until(client, lambda body: not body["database_writable"])
+            private = probe.health(private=True)
             await writable(probe.store)
             mended, mended_status = await healthz_until(client, lambda body: body["database_writable"])
     assert broken_status == 503 and broken["status"] == "failing"
-    (problem,) = broken["problems"]  # the problem, where, and the engine's own words for it
+    assert broken["problems"] == ["read-only"]  # the public side names the problem, not where or in which words
+    (problem,) = private["problems"]  # the admin API's: the problem, where, and the engine's own words for it
     assert problem == f"read-only: {probe.store.describe()}: " + {
         "SqliteStore": "attempt to write a readonly database",
         "PostgresStore": "cannot execute INSERT in a read-only transaction"}[type(probe.store).__name__]

@@ -28,11 +28,13 @@ class Progress:
     phase: str = "starting"
     on_timeout: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    refine: Callable[[str], str] | None = None  # a finer phase, found out only when asked (HTTP: TCP or TLS)
 
     def timeout_reason(self, timeout: str) -> str:
         if self.on_timeout:
             return self.on_timeout.format(timeout=timeout)
-        return f"timed out after {timeout} while {self.phase}"
+        phase = self.refine(self.phase) if self.refine else self.phase
+        return f"timed out after {timeout} while {phase}"
 
 
 @dataclass

@@ -4,17 +4,22 @@ from __future__ import annotations
 import errno
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from probe.checks.base import Check, CheckContext, Progress, host_problem
+from probe.checks.base import Check, CheckContext, host_problem
+from probe.checks.httpsession import (
+    CONNECTING,
+    Timing,
+    display,
+    host_port,
+    make_session,
+)
 from probe.checks.tls import (
     NOTIFY_DAYS,
-    certificate_details,
     client_context,
     describe_ssl_error,
     expiry_verdict,
@@ -27,7 +32,6 @@ _STATUS_RANGE = re.compile(r"^([1-5])xx$|^(\d{3})-(\d{3})$|^(\d{3})$")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: methods, header names
 _JSON_SEGMENT = re.compile(r"(?:^|\.)([^.\[\]]+)|\[(\d+)\]")
 _MISSING = object()
-USER_AGENT = "probe (uptime monitor)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class HttpCheck(Check):
         self._json = [(path, parse_json_path(path) or (), value) for path, value in options.expect_json.items()]
 
     def target(self) -> str:
-        return _display(URL(self.options.url))
+        return display(URL(self.options.url))
 
     async def run(self, ctx: CheckContext) -> CheckResult:
         if ctx.http is None:  # run outside the runner (a one-off check): a session of its own
@@ -96,7 +100,8 @@ class HttpCheck(Check):
 
     async def _request(self, ctx: CheckContext, session: aiohttp.ClientSession) -> CheckResult:
         opts = self.options
-        timing = _Timing(ctx.progress, URL(opts.url))
+        timing = Timing(ctx.progress, URL(opts.url))
+        connecting = CONNECTING.set(timing)  # the sockets aiohttp makes for this request are the check's
         try:
             async with session.request(
                 opts.method, opts.url, headers=opts.headers or None,
@@ -113,14 +118,16 @@ class HttpCheck(Check):
             raise  # the caller's deadline: it words the result, with the phase we reached
         except (aiohttp.ClientError, OSError) as exc:
             return CheckResult.down(self._error_reason(exc, timing), **timing.details)
+        finally:
+            CONNECTING.reset(connecting)
 
-    async def _judge(self, resp: aiohttp.ClientResponse, timing: _Timing) -> CheckResult:
+    async def _judge(self, resp: aiohttp.ClientResponse, timing: Timing) -> CheckResult:
         details = timing.headers_received(resp)
         if not self._status_ok(resp.status):
             # The body of an error page proves nothing more; do not wait for it.
             return CheckResult.down(f"HTTP {resp.status} (expected {self._expected_status()})",
                                     timing.finished(), **details)
-        timing.progress.phase = f"reading the body of {_display(resp.url)}"
+        timing.progress.phase = f"reading the body of {display(resp.url)}"
         body, cut = await self._read_body(resp)
         timing.body_read(len(body), cut)
         latency = timing.finished()
@@ -187,8 +194,8 @@ class HttpCheck(Check):
                 return f"JSON {text} is {_show_json(actual)}, expected {_show_json(expected)}"
         return None
 
-    def _error_reason(self, exc: BaseException, timing: _Timing) -> str:
-        url = _display(timing.url)
+    def _error_reason(self, exc: BaseException, timing: Timing) -> str:
+        url = display(timing.url)
         if isinstance(exc, aiohttp.TooManyRedirects):
             return f"too many redirects (more than {self.options.max_redirects})"
         if isinstance(exc, aiohttp.ClientConnectorError):
@@ -199,144 +206,8 @@ class HttpCheck(Check):
         if isinstance(exc, aiohttp.RedirectClientError):
             return f"invalid redirect from {url}: {exc}"
         if isinstance(exc, ConnectionResetError) or getattr(exc, "errno", None) == errno.ECONNRESET:
-            return f"connection to {_host_port(timing.url)} reset"
+            return f"connection to {host_port(timing.url)} reset"
         return f"request to {url} failed: {_client_error_text(exc)}"
-
-
-class _Timing:
-    """One check's timing phases, filled in by the session's trace hooks.
-
-    Handed to aiohttp as `trace_request_ctx`. It writes straight into
-    `progress.details` so that a timeout result still shows the phases that finished.
-    Durations are summed over redirect hops (as blackbox_exporter does); first_byte_ms
-    and total_ms count from the start of the check.
-    """
-
-    def __init__(self, progress: Progress, url: URL) -> None:
-        self.progress = progress
-        self.details = progress.details
-        self.url = url  # the hop in flight
-        self.started = time.perf_counter()
-        self._connect_started = self._dns_started = self.started
-        self._dns_s = 0.0
-        progress.phase = f"connecting to {_host_port(url)}"
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
-
-    def _add_ms(self, key: str, seconds: float) -> None:
-        self.details[key] = round(self.details.get(key, 0) + seconds * 1000, 3)
-
-    def connection_started(self) -> None:
-        self._connect_started, self._dns_s = time.perf_counter(), 0.0
-        self.progress.phase = f"connecting to {_host_port(self.url)}"
-
-    def dns_started(self, host: str) -> None:
-        self._dns_started = time.perf_counter()
-        self.progress.phase = f"resolving {host}"
-
-    def dns_done(self) -> None:
-        took = time.perf_counter() - self._dns_started
-        self._dns_s += took
-        self._add_ms("dns_ms", took)
-        self.progress.phase = f"connecting to {_host_port(self.url)}"
-
-    def connected(self) -> None:
-        # aiohttp's "connection created" spans DNS, TCP and TLS and does not split the
-        # TLS handshake out, so for https connect_ms is TCP + TLS together.
-        self._add_ms("connect_ms", time.perf_counter() - self._connect_started - self._dns_s)
-
-    def request_sent(self, url: URL) -> None:
-        self.url = url
-        self.progress.phase = f"waiting for the response from {_display(url)}"
-
-    def redirected(self, response: aiohttp.ClientResponse) -> None:
-        try:
-            self.url = self.url.join(URL(response.headers.get("Location", "")))
-        except ValueError:
-            pass  # aiohttp reports the bad Location itself
-        self.details["redirects"] = self.details.get("redirects", 0) + 1
-
-    def headers_received(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
-        self.details["status_code"] = resp.status
-        self.details["first_byte_ms"] = round(self.elapsed_ms(), 3)
-        self.details.setdefault("redirects", 0)
-        self.details.update(getattr(resp, "peer_details", None) or {})
-        return self.details
-
-    def body_read(self, size: int, cut: bool) -> None:
-        self.details["body_bytes"] = size
-        if cut:
-            self.details["body_truncated"] = True
-
-    def finished(self) -> float:
-        total = self.elapsed_ms()
-        self.details["total_ms"] = round(total, 3)
-        return total
-
-
-class _Response(aiohttp.ClientResponse):
-    """Notes the peer's address and certificate while the connection is attached.
-
-    A small body arrives together with the headers, and aiohttp then hands the
-    connection back (with force_close: closes it) before `request()` returns, so
-    `resp.connection` is often None by the time the check could look.
-    """
-
-    peer_details: dict[str, Any] | None = None
-
-    async def start(self, connection):
-        transport = connection.transport
-        if transport is not None:
-            peer = transport.get_extra_info("peername")
-            self.peer_details = {"address": peer[0]} if peer else {}
-            self.peer_details.update(certificate_details(transport.get_extra_info("ssl_object")))
-        return await super().start(connection)
-
-
-def make_session(*, resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
-    """The ClientSession all HTTP monitors share. Call it with the event loop running.
-
-    `resolver` replaces the system's name lookup (tests resolve names without a network).
-    """
-    connector = aiohttp.TCPConnector(
-        limit=0, limit_per_host=0,  # a pool cap would make checks queue, and wait time is not latency
-        force_close=True,  # a fresh connection per check, so that the phases measured are real
-        use_dns_cache=False,  # likewise for DNS; and a monitor should notice a broken record at once
-        resolver=resolver,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),  # monitors must not share (or keep) cookies
-        auto_decompress=True,
-        timeout=aiohttp.ClientTimeout(),  # no aiohttp deadlines: the caller's timeout governs
-        trace_configs=[_trace_config()],
-        response_class=_Response,
-        headers={"User-Agent": USER_AGENT},
-    )
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    config = aiohttp.TraceConfig()
-    hooks = [
-        (config.on_connection_create_start, lambda t, p: t.connection_started()),
-        (config.on_dns_resolvehost_start, lambda t, p: t.dns_started(p.host)),
-        (config.on_dns_resolvehost_end, lambda t, p: t.dns_done()),
-        (config.on_connection_create_end, lambda t, p: t.connected()),
-        (config.on_request_headers_sent, lambda t, p: t.request_sent(p.url)),
-        (config.on_request_redirect, lambda t, p: t.redirected(p.response)),
-    ]
-    for signal, hook in hooks:
-        signal.append(_only_for_checks(hook))
-    return config
-
-
-def _only_for_checks(hook):
-    async def signal_handler(session, trace_config_ctx, params) -> None:
-        timing = trace_config_ctx.trace_request_ctx
-        if isinstance(timing, _Timing):  # other users of a session pass nothing
-            hook(timing, params)
-    return signal_handler
 
 
 def status_range(entry: int | str) -> tuple[int, int] | None:
@@ -456,16 +327,6 @@ def _one_line(text: str, limit: int = 200) -> str:
     """aiohttp's parser errors span lines and point at the spot with a caret; a reason is one line."""
     text = " ".join(line.strip() for line in text.splitlines() if line.strip().strip("^"))
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _host_port(url: URL) -> str:
-    host = url.host or ""
-    return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
-
-
-def _display(url: URL) -> str:
-    """The URL without its password: reasons end up on pages and in notifications."""
-    return str(url.with_password("***")) if url.password else str(url)
 
 
 def _url_problems(url: str):

@@ -59,11 +59,9 @@ class TcpCheck(Check):
         ctx.progress.phase = f"connecting to {self.target()}"
         sslctx = client_context(opts.verify_tls) if opts.tls else None
         try:
-            reader, writer = await asyncio.open_connection(
-                opts.host, opts.port, ssl=sslctx,
-                server_hostname=(opts.server_name or opts.host) if sslctx else None,
-                ssl_handshake_timeout=ctx.timeout if sslctx else None,
-            )
+            reader, writer = await asyncio.open_connection(opts.host, opts.port)
+            if sslctx:
+                await self._handshake(writer, sslctx, ctx)
         except ssl.SSLError as exc:
             return CheckResult.down(f"TLS handshake with {self.target()} failed: {describe_ssl_error(exc)}")
         except OSError as exc:
@@ -87,6 +85,17 @@ class TcpCheck(Check):
             writer.close()
         latency = (time.perf_counter() - started) * 1000
         return self._verdict(reply, latency, details)
+
+    async def _handshake(self, writer: asyncio.StreamWriter, sslctx: ssl.SSLContext, ctx: CheckContext) -> None:
+        """TLS after TCP, as two steps: a server that accepts and then stalls the handshake is
+        reported as stalling there, not as a connection that never came."""
+        ctx.progress.phase = f"in the TLS handshake with {self.target()}"
+        try:
+            await writer.start_tls(sslctx, server_hostname=self.options.server_name or self.options.host,
+                                   ssl_handshake_timeout=ctx.timeout)
+        except BaseException:
+            writer.close()
+            raise
 
     async def _exchange(self, reader, writer, ctx: CheckContext) -> bytes | None:
         opts = self.options

@@ -5,8 +5,11 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import time
 
 from probe import __version__
@@ -17,6 +20,7 @@ from probe.core.models import Status
 from probe.core.units import format_latency
 
 EXIT_DOWN, EXIT_USAGE = 1, 2
+REQUESTS_GRACE_S, GRACE_S = 3.0, 5.0  # for requests in flight at a stop; for the rest of a stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,15 +166,16 @@ async def _serve(config: Config, config_path: str) -> int:
 
     from probe.config.reload import ConfigWatcher
     from probe.core import memory
-    from probe.service import Probe
+    from probe.service import FLUSH_TIMEOUT_S, Probe
     from probe.storage import StoreError
     from probe.web.app import create_app
+    from probe.web.front import FrontProcess
 
     log = logging.getLogger("probe")
     probe = Probe(config)
     probe.watcher = ConfigWatcher(probe, config_path, after_apply=memory.settle)
     app = create_app(probe)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=REQUESTS_GRACE_S)
     try:
         await runner.setup()  # starts the probe: opens the database, schedules the checks
     except (StoreError, OSError) as exc:
@@ -181,13 +186,22 @@ async def _serve(config: Config, config_path: str) -> int:
         print(f"probe: cannot write the database {probe.store.describe()}: "
               f"{probe.store.write_state.describe(exc)} ({exc})", file=sys.stderr)
         return EXIT_DOWN
-    site = web.TCPSite(runner, config.server.host, config.server.port)
+    # The application listens on a private socket; a front process takes the page traffic on
+    # [server] listen, so that a crowd cannot bend what checks measure (web/front.py).
     try:
-        await site.start()
+        socket_dir = tempfile.mkdtemp(prefix="probe-web-")  # 0700: only this user reaches the socket
+        await web.UnixSite(runner, os.path.join(socket_dir, "app.sock")).start()
     except OSError as exc:
-        print(f"{config.path.name}: server: cannot listen on {config.server.listen}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(f"probe: cannot make the web server's private socket in {tempfile.gettempdir()} ($TMPDIR): "
+              f"{exc.strerror or exc}", file=sys.stderr)
         await runner.cleanup()
+        return EXIT_DOWN
+    front = FrontProcess(config.server.host, config.server.port, os.path.join(socket_dir, "app.sock"))
+    problem = await front.start()
+    if problem is not None:
+        print(f"{config.path.name}: server: cannot listen on {config.server.listen}: {problem}", file=sys.stderr)
+        await runner.cleanup()
+        shutil.rmtree(socket_dir, ignore_errors=True)
         return EXIT_DOWN
     log.info("listening on http://%s", config.server.listen)
     stop = asyncio.Event()
@@ -198,10 +212,26 @@ async def _serve(config: Config, config_path: str) -> int:
     probe.watcher.start()
     memory.settle()
     await stop.wait()
+    _exit_if_not_stopped_within(REQUESTS_GRACE_S + probe.notify.outbox.drain_limit_s() + FLUSH_TIMEOUT_S + GRACE_S)
     await probe.watcher.stop()
+    await front.stop()  # no new requests; those in flight are answered
     log.info("stopping: flushing pending results")
     await runner.cleanup()
-    return 0
+    shutil.rmtree(socket_dir, ignore_errors=True)
+    return EXIT_DOWN if probe.store.lost_results else 0
+
+
+def _exit_if_not_stopped_within(seconds: float) -> None:
+    """Whatever the stop waits on (a thread inside a database call, a channel that never
+    answers), the process ends: a supervisor's SIGTERM must mean it, and a stuck process
+    would hold the database's lock and keep a new one from starting."""
+    def exit_now() -> None:
+        logging.getLogger("probe").error("did not stop within %.0fs; exiting now", seconds)
+        logging.shutdown()
+        os._exit(EXIT_DOWN)
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True  # it must not itself keep the process alive
+    timer.start()
 
 
 if __name__ == "__main__":  # pragma: no cover

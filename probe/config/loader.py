@@ -6,6 +6,7 @@ mistake, each naming the file, the place (section or monitor), the key and the p
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -37,6 +38,7 @@ from probe.notifiers import parse_notifiers
 MONITOR_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DAY = 86400.0
 _WEB = ("http://", "https://")
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^\*$|^https?://\*\.[a-z0-9.-]+$", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -53,6 +55,7 @@ class ServerConfig:
     admin_token: str = ""  # when empty, no admin route exists at all
     # targets up whenever probe's own network is ("1.1.1.1:53", "https://example.org/"); off when empty
     connectivity: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For names the client (addresses or networks)
 
     @property
     def host(self) -> str:
@@ -70,6 +73,15 @@ class ServerConfig:
             problem = _target_problem(target)
             if problem:
                 yield f"connectivity[{i}]", problem
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                yield "trusted_proxies", f'must list IP addresses or networks such as "10.0.0.0/8" (got {show(proxy)})'
+
+    @property
+    def proxies(self) -> tuple:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
 
 
 def _target_problem(target: str) -> str | None:
@@ -93,6 +105,7 @@ class PageConfig:
     timezone: str = "UTC"
     language: Literal["en", "zh-CN"] = "en"
     upcoming: Duration = 7 * DAY  # how far ahead the front page lists maintenance (the APIs list more)
+    embed_from: tuple[str, ...] = ()  # origins that may frame the page (CSP frame-ancestors); none by default
 
     @property
     def tz(self) -> ZoneInfo:
@@ -113,6 +126,9 @@ class PageConfig:
         if self.logo and not self.logo.lower().startswith(_WEB + ("/", "data:image/")):
             yield "logo", ('must be an http:// or https:// URL, a path such as "/logo.png" or a data:image/ URL '
                            f"(got {show(self.logo)})")
+        for origin in self.embed_from:  # goes into a header: an origin and nothing else
+            if not ORIGIN.match(origin):
+                yield "embed_from", f'must list origins such as "https://intranet.example.com" (got {show(origin)})'
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,14 @@ class ConfigWatcher:
     def last_reload_ok(self) -> bool:
         return self.error is None
 
-    def problem(self) -> str | None:
+    def problem(self, detail: bool = True) -> str | None:
         """For /healthz: a rejected reload is a problem the operator must hear of, though the
-        process runs on (as Prometheus's own /-/healthy stays up after a failed reload)."""
+        process runs on (as Prometheus's own /-/healthy stays up after a failed reload). Without
+        `detail` (the public /healthz), the config's own words stay out: they are the admin API's."""
         if self.error is None:
             return None
-        return f"config reload rejected, still running the config loaded at {iso_utc(self.loaded_ms)}: {self.error[0]}"
+        line = f"config reload rejected, still running the config loaded at {iso_utc(self.loaded_ms)}"
+        return f"{line}: {self.error[0]}" if detail else line
 
     def _read_digest(self) -> str | None:
         try:

@@ -55,6 +55,16 @@ class Message:
     covered: tuple[tuple[str, str], ...] = ()  # maintenance: (id, name) of the monitors it covers
 
     @property
+    def lane(self) -> str:
+        """Messages in one lane go out in order, one at a time; a channel sends several lanes at
+        once (its `concurrency`). One incident is one lane, so its story arrives in order."""
+        if self.incident_id is not None:
+            return f"incident:{self.incident_id}"
+        if self.key.startswith("maintenance-"):  # maintenance-start:<window>, maintenance-end:<window>
+            return "maintenance:" + self.key.partition(":")[2]
+        return self.key
+
+    @property
     def duration_s(self) -> float | None:
         return None if self.resolved_ms is None else (self.resolved_ms - self.started_ms) / 1000
 
@@ -101,9 +111,12 @@ class NotifierSettings:
     remind_every: Duration | None = None  # while an incident stays open; off by default
     timeout: Duration = 10.0  # one attempt
     retry_for: Duration = 86400.0  # transient failures are retried this long, then recorded as failed
+    concurrency: int = 4  # messages in flight at once, of different incidents (one incident's go in order)
 
     def problems(self):
         yield from positive("timeout", self.timeout, duration=True)
+        if not 1 <= self.concurrency <= 64:
+            yield "concurrency", f"must be between 1 and 64 (got {self.concurrency})"
         yield from at_least("remind_every", self.remind_every, 60, duration=True)
         yield from positive("retry_for", self.retry_for, duration=True)
 

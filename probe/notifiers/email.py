@@ -5,12 +5,14 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Literal
 
 import aiohttp
 import aiosmtplib
 
+from probe.config.schema import show
+from probe.core.addresses import AddressError, normal_address
 from probe.notifiers.base import Message, Notifier, NotifyError
 from probe.notifiers.text import email_html, headline, render
 
@@ -32,10 +34,20 @@ class EmailOptions:
     def problems(self):
         if not self.to:
             yield "to", "needs at least one address"
+        for address in self.to:
+            yield from _address_problem("to", address)
+        yield from _address_problem("from", parseaddr(self.from_)[1] or self.from_)  # "Name <a@b>" is fine
         if self.port is not None and not 1 <= self.port <= 65535:
             yield "port", f"must be between 1 and 65535 (got {self.port})"
         if (self.username is None) != (self.password is None):
             yield "password", "username and password go together"
+
+
+def _address_problem(key: str, address: str):
+    try:
+        normal_address(address)
+    except AddressError as exc:
+        yield key, f"must be an email address: {exc} (got {show(address)})"
 
 
 def compose(message: Message, options: EmailOptions) -> EmailMessage:

@@ -71,8 +71,9 @@ class Dispatcher:
     def _targets(self, config) -> tuple:
         return config.notifiers + tuple(self.subscribers.targets(config))
 
-    async def deliveries(self, notifier_id: str | None = None, limit: int = 100) -> list[dict]:
-        return await self.outbox.deliveries(notifier_id, limit)
+    async def deliveries(self, notifier_id: str | None = None, limit: int = 100, state: str | None = None
+                         ) -> list[dict]:
+        return await self.outbox.deliveries(notifier_id, limit, state)
 
     # ---- intake: events -> outbox -----------------------------------------------------
 

@@ -85,6 +85,7 @@ class Storage(Protocol):
     write_state: WriteState
     max_pending: int
     dropped_results: int
+    lost_results: int
 
     @property
     def pending_results(self) -> int: ...
@@ -93,9 +94,13 @@ class Storage(Protocol):
 
     # ---- life cycle
     async def open(self) -> None:
-        """Open (and migrate) the database; opened with `read_only=True` (`open_storage`), it only
-        reads, beside a running `probe run`, and writes nothing at all."""
-    async def close(self) -> None: ...
+        """Open for writing, as the only process that writes there: StoreError at once if another
+        holds the database (SQLite: a file lock beside it; PostgreSQL: an advisory lock). Opened with
+        `read_only=True` (`open_storage`), it only reads, beside a running `probe run`, takes no
+        lock and writes nothing at all."""
+    async def close(self, flush_timeout: float | None = None) -> None:
+        """Commit what is pending, waiting at most `flush_timeout` s (None: as long as it takes),
+        then close whatever state the writer is in; `lost_results` counts what was not saved."""
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed."""
     async def sync_monitors(self, monitors: Iterable[Any]) -> None:
@@ -143,13 +148,16 @@ class Storage(Protocol):
     async def outbox_add(self, deliveries: Iterable[NewDelivery], meta: dict[str, str] | None = None) -> int:
         """Queue deliveries (a key already queued for its notifier is skipped) and set `meta`, in one
         transaction; returns how many were new."""
-    async def outbox_next(self, notifier: str) -> Delivery | None:
-        """The notifier's oldest pending delivery."""
+    async def outbox_pending(self, notifier: str, limit: int) -> list[Delivery]:
+        """The notifier's oldest pending deliveries, oldest first."""
     async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
         """Count an attempt, only if the row is pending with `attempts` attempts: False if it moved on."""
     async def outbox_record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,
                             done_ms: int | None) -> None: ...
-    async def outbox_list(self, notifier: str | None = None, limit: int = 100) -> list[Delivery]: ...
+    async def outbox_list(self, notifier: str | None = None, limit: int = 100, state: str | None = None
+                          ) -> list[Delivery]: ...
+    async def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """How many rows each notifier has in each state."""
 
     # ---- page subscribers
     async def subscriber(self, subscriber_id: int) -> Subscriber | None: ...

@@ -5,11 +5,14 @@ changed rows) in between the writer's batches."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 
 from probe.core.models import MaintenanceWindow, Subscriber
 from probe.core.units import now_ms
 from probe.storage.interface import CertNotice, Delivery, NewDelivery
+
+log = logging.getLogger("probe.store")
 
 _DELIVERY = "SELECT id, notifier, key, payload, state, attempts, next_ms, created_ms, done_ms, answer FROM deliveries"
 _SUBSCRIBER = "SELECT id, email, groups, requested_ms, confirmed_ms FROM subscribers"
@@ -19,7 +22,8 @@ _SET_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET valu
 
 
 class Records:
-    """Mixed into an engine's store: needs `write(statements)` and `fetchall(sql, params)`."""
+    """Mixed into an engine's store: needs `write(statements)`, `fetchall(sql, params)`, `journal`
+    (probe/storage/journal.py) and `WRITE_ERRORS`."""
 
     # ---- meta
     async def meta_get(self, key: str) -> str | None:
@@ -43,26 +47,59 @@ class Records:
         counts = await self.write(statements)
         return sum(counts[:len(counts) - len(meta or {})])
 
-    async def outbox_next(self, notifier: str) -> Delivery | None:
-        rows = await self.fetchall(f"{_DELIVERY} WHERE notifier=? AND state='pending' ORDER BY id LIMIT 1",
-                                   (notifier,))
-        return Delivery(*rows[0]) if rows else None
+    async def outbox_pending(self, notifier: str, limit: int) -> list[Delivery]:
+        # Rows whose answer waits in the journal are done, whatever the file still says.
+        rows = await self.fetchall(f"{_DELIVERY} WHERE notifier=? AND state='pending' ORDER BY id LIMIT ?",
+                                   (notifier, limit + len(self.journal.entries)))
+        return [Delivery(*row) for row in rows if row[0] not in self.journal.entries][:limit]
 
     async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
-        (changed,) = await self.write([(
+        counts = await self._write_with_journal([(
             "UPDATE deliveries SET attempts=attempts+1 WHERE id=? AND state='pending' AND attempts=?",
             (delivery_id, attempts))])
-        return changed == 1
+        return counts[-1] == 1
 
     async def outbox_record(self, delivery_id: int, state: str, attempts: int, next_ms: int, answer: str,
                             done_ms: int | None) -> None:
-        await self.write([("UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
-                           (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))])
+        entry = (delivery_id, state, attempts, next_ms, answer[:2000], done_ms)
+        try:
+            await self._write_with_journal([record_statement(entry)])
+        except self.WRITE_ERRORS:
+            if not self.journal.add(entry):  # no room there either: the caller retries
+                raise
+            log.warning("the database took no outbox update; the answer is kept in %s until it does delivery=%d",
+                        self.journal.path, delivery_id)
 
-    async def outbox_list(self, notifier: str | None = None, limit: int = 100) -> list[Delivery]:
-        where, params = ("WHERE notifier=?", (notifier,)) if notifier else ("", ())
-        rows = await self.fetchall(f"{_DELIVERY} {where} ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [Delivery(*row) for row in rows]
+    async def _write_with_journal(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        """`statements`, after the journalled answers: the first write the database takes also
+        takes those, and the journal is blanked."""
+        journalled = [record_statement(entry) for entry in self.journal.entries.values()]
+        counts = await self.write(journalled + statements)
+        if journalled:
+            self.journal.clear()
+            log.info("the journalled outbox answers are in the database now count=%d", len(journalled))
+        return counts[len(journalled):]
+
+    async def outbox_list(self, notifier: str | None = None, limit: int = 100, state: str | None = None
+                          ) -> list[Delivery]:
+        filters = [(column, value) for column, value in (("notifier", notifier), ("state", state)) if value]
+        where = ("WHERE " + " AND ".join(f"{column}=?" for column, _ in filters)) if filters else ""
+        rows = await self.fetchall(f"{_DELIVERY} {where} ORDER BY id DESC LIMIT ?",
+                                   (*(value for _, value in filters), limit))
+        return [self._as_journalled(Delivery(*row)) for row in rows]
+
+    def _as_journalled(self, row: Delivery) -> Delivery:
+        """A row as it is: with the answer that waits in the journal, if one does."""
+        entry = self.journal.entries.get(row.id)
+        if entry is None:
+            return row
+        _, state, attempts, next_ms, answer, done_ms = entry
+        return Delivery(row.id, row.notifier, row.key, row.payload, state, attempts, next_ms, row.created_ms,
+                        done_ms, answer)
+
+    async def outbox_counts(self) -> dict[tuple[str, str], int]:
+        rows = await self.fetchall("SELECT notifier, state, count(*) FROM deliveries GROUP BY notifier, state")
+        return {(notifier, state): count for notifier, state, count in rows}
 
     # ---- subscribers
     async def subscriber(self, subscriber_id: int) -> Subscriber | None:
@@ -149,6 +186,12 @@ class Records:
             ("DELETE FROM cert_notices WHERE expires_ts < ?", (now // 1000,)),  # expired: never notified again
             *((_ADD_DELIVERY, (d.notifier, d.key, d.payload, queued, queued)) for d in deliveries)]
         await self.write(statements)
+
+
+def record_statement(entry: tuple) -> tuple[str, tuple]:
+    delivery_id, state, attempts, next_ms, answer, done_ms = entry
+    return ("UPDATE deliveries SET state=?, attempts=?, next_ms=?, answer=?, done_ms=? WHERE id=?",
+            (state, attempts, next_ms, answer[:2000], done_ms, delivery_id))
 
 
 def _groups_json(groups) -> str:

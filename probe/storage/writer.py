@@ -47,10 +47,11 @@ class BatchWriter:
         self.last_error: str | None = None
         self.last_commit_ms: int | None = None
         self.dropped_results = 0
+        self.lost_results = 0  # still pending when a shutdown stopped waiting for the disk
         self._queue = Batch()
         self._queued = 0
         self._failed: Batch | None = None
-        self._committing: Batch | None = None  # taken from the queue, not yet in the database
+        self._writing: Batch | None = None  # the batch being committed
         self._wakeup = asyncio.Event()  # commit now (an event, a full batch, a flush)
         self._pending = asyncio.Event()  # something is queued: the batch timer runs
         self._task: asyncio.Task | None = None
@@ -59,9 +60,17 @@ class BatchWriter:
     def _start_writer(self) -> None:
         self._task = asyncio.create_task(self._run_writer(), name="store-writer")
 
-    async def _stop_writer(self) -> None:
+    async def _stop_writer(self, flush_timeout: float | None = None) -> None:
+        """Flush, waiting at most `flush_timeout` seconds for the disk, then stop whatever state
+        the writer is in: a shutdown must not wait forever on a database that takes no writes."""
         if self._task:
-            await self.flush()
+            try:
+                async with asyncio.timeout(flush_timeout):
+                    await self.flush()
+            except TimeoutError:
+                self.lost_results = self.pending_results
+                log.error("could not flush pending results within %.0fs: %d results lost (%s)", flush_timeout,
+                          self.lost_results, self.last_error or "the database takes no writes")
             self._task.cancel()
             try:
                 await self._task
@@ -103,9 +112,9 @@ class BatchWriter:
 
     @property
     def pending_results(self) -> int:
-        """Results submitted but not yet in the database (the batch being retried included)."""
-        taken = self._failed or self._committing
-        return self._queued + (len(taken.results) if taken else 0)
+        """Results submitted but not yet in the database (the batch being written or retried included)."""
+        writing = self._writing or self._failed
+        return self._queued + (len(writing.results) if writing else 0)
 
     async def _run_writer(self) -> None:
         while True:
@@ -136,7 +145,7 @@ class BatchWriter:
         return batch
 
     async def _commit_with_retry(self, batch: Batch) -> None:
-        self._committing = batch
+        self._writing = batch  # taken off the queue, not yet in the file: still pending
         try:
             if batch.rows is None:
                 batch.rows = await self._build_rows(batch)
@@ -144,12 +153,12 @@ class BatchWriter:
         except self.WRITE_ERRORS as exc:
             # Disk full, read-only, I/O error: keep the batch and try again by itself, so
             # writing resumes without a restart once the operator frees space.
-            self._failed, self._committing = batch, None
+            self._failed, self._writing = batch, None
             pause = self.write_state.failed(exc, self.pending_results, self.max_pending)
             self.healthy, self.last_error = False, self.write_state.message
             await asyncio.sleep(pause)
             return
-        self._failed = self._committing = None
+        self._failed = self._writing = None
         self.write_state.succeeded(len(batch.results) + self._queued, self.dropped_results)
         self.healthy, self.last_error, self.last_commit_ms = True, None, now_ms()
         self.last_committed.update(batch.last)

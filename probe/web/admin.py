@@ -1,11 +1,13 @@
 """The admin API: /api/v1/admin/..., for operators and the `probe incident` CLI.
 
 It exists only when `[server] admin_token` is set. The token is compared in constant
-time; a client that keeps failing is refused for a while (429) so the token cannot be
-guessed by brute force.
+time and always accepted; an address that keeps failing is slowed to one attempt a second
+(TokenGuard), so the token cannot be guessed by brute force and the operator is never
+locked out.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -13,6 +15,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from probe.core.addresses import AddressError, normal_address
 from probe.core.models import Incident, IncidentUpdate, MaintenanceWindow
 from probe.core.texts import display_title
 from probe.core.units import iso_utc, now_ms, parse_duration
@@ -20,27 +23,45 @@ from probe.core.window import SlidingWindow
 from probe.engine.operator import NewIncident, Operator, OperatorError
 from probe.view import maintenance
 from probe.view.public import whole_number
+from probe.web.clients import client_address
 
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
+SLOW_S = 1.0  # past the limit: one attempt a second per client address
 OPERATOR = web.AppKey("operator", Operator)
 GUARD = web.AppKey("admin_guard", "TokenGuard")
 
 
 class TokenGuard:
+    """The right token is always accepted. Wrong ones are counted per client address; past
+    FAILURES_ALLOWED a minute, that address's attempts are answered one at a time, SLOW_S
+    apart (wrong ones with 429), so guessing from it slows to one try a second while the
+    operator, even behind the same address, gets in after a second at most."""
+
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._failures = SlidingWindow(FAILURE_WINDOW_S)
+        self._turns: dict[str, asyncio.Lock] = {}  # failing addresses with attempts waiting
 
-    def check(self, request: web.Request) -> None:
-        client = request.remote or "?"
-        recent = self._failures.recent(client)
-        if len(recent) >= FAILURES_ALLOWED:
-            retry = int(recent[0] + FAILURE_WINDOW_S - time.monotonic()) + 1
-            raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(retry)})
+    async def check(self, request: web.Request) -> None:
+        client = client_address(request)
+        if len(self._failures.recent(client)) < FAILURES_ALLOWED:
+            return self._verify(request, client, over_limit=False)
+        turn = self._turns.setdefault(client, asyncio.Lock())
+        try:
+            async with turn:
+                await asyncio.sleep(SLOW_S)
+                return self._verify(request, client, over_limit=True)
+        finally:
+            if not turn.locked() and self._turns.get(client) is turn:
+                del self._turns[client]  # nobody waits: the table holds only addresses being slowed
+
+    def _verify(self, request: web.Request, client: str, over_limit: bool) -> None:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
             return
-        recent.append(time.monotonic())
+        self._failures.recent(client).append(time.monotonic())
+        if over_limit:
+            raise _error(429, "too many failed attempts; try again later", {"Retry-After": str(int(SLOW_S) or 1)})
         raise _error(401, "a valid admin token is required", {"WWW-Authenticate": 'Bearer realm="probe admin"'})
 
 
@@ -57,9 +78,11 @@ def add_routes(app: web.Application, probe) -> None:
     app.router.add_patch(f"{base}/incidents/{{id}}", _guarded(edit_incident))
     app.router.add_post(f"{base}/incidents/{{id}}/updates", _guarded(post_update))
     app.router.add_put(f"{base}/incidents/{{id}}/postmortem", _guarded(publish_postmortem))
-    app.router.add_get(f"{base}/config", _guarded(config_status))
+    app.router.add_get(f"{base}/health", _guarded(health, writes=False))
+    app.router.add_get(f"{base}/config", _guarded(config_status, writes=False))
     app.router.add_post(f"{base}/config/reload", _guarded(reload_config))
-    app.router.add_get(f"{base}/notifications", _guarded(list_notifications))
+    app.router.add_get(f"{base}/deliveries", _guarded(list_notifications))
+    app.router.add_get(f"{base}/notifications", _guarded(list_notifications))  # the older name
     app.router.add_get(f"{base}/maintenance", _guarded(list_maintenance))
     app.router.add_post(f"{base}/maintenance", _guarded(add_maintenance))
     app.router.add_delete(f"{base}/maintenance/{{id}}", _guarded(cancel_maintenance))
@@ -144,6 +167,11 @@ def _instant(text: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+async def health(request: web.Request, operator: Operator) -> web.Response:
+    """/healthz with what the public one leaves out: paths, error texts, private monitors."""
+    return _json(operator.probe.health(private=True))
+
+
 async def config_status(request: web.Request, operator: Operator) -> web.Response:
     return web.json_response(_watcher(operator).status())
 
@@ -165,7 +193,10 @@ async def list_notifications(request: web.Request, operator: Operator) -> web.Re
     """The outbox, newest first: what was sent, what waits, what failed and the channel's words."""
     notifier = request.query.get("notifier") or None
     limit = _int_query(request, "limit", 100, 1, 1000)
-    return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit)})
+    state = request.query.get("state") or None
+    if state not in (None, "pending", "sent", "failed"):
+        raise OperatorError("state must be pending, sent or failed")
+    return web.json_response({"deliveries": await operator.probe.notify.deliveries(notifier, limit, state)})
 
 
 async def list_subscribers(request: web.Request, operator: Operator) -> web.Response:
@@ -179,21 +210,30 @@ async def list_subscribers(request: web.Request, operator: Operator) -> web.Resp
 
 
 async def remove_subscriber(request: web.Request, operator: Operator) -> web.Response:
-    """Remove an address (a request by mail, a bounce): as if it had unsubscribed."""
+    """Remove a subscriber by id or by address (a request by mail, a bounce): as if it had unsubscribed."""
     subscriptions = operator.probe.notify.subscribers
-    subscriber = await subscriptions.subscriber(_incident_id(request, "subscriber not found"))
+    given = request.match_info["id"]
+    if "@" in given:  # an address as the operator has it: any spelling of it finds the row
+        try:
+            subscriber = await operator.probe.store.subscriber_by_email(normal_address(given))
+        except AddressError as exc:
+            raise OperatorError(f"not a valid email address: {exc}") from None
+    else:
+        subscriber = await subscriptions.subscriber(_incident_id(request, "subscriber not found"))
     if subscriber is None:
         raise OperatorError("subscriber not found", 404)
     await subscriptions.remove(subscriber)
     return _json({"removed": subscriber.id})
 
 
-def _guarded(handler):
+def _guarded(handler, writes: bool = True):
+    """The token check; and, for routes that may write (`writes`), a 503 at once while the
+    database takes no writes."""
     async def guarded(request: web.Request) -> web.Response:
         try:
-            request.app[GUARD].check(request)
+            await request.app[GUARD].check(request)
             store = request.app[OPERATOR].probe.store
-            if not store.healthy:  # an action would wait on the disk; say why at once instead
+            if writes and not store.healthy:  # an action would wait on the disk; say why at once instead
                 raise OperatorError(f"the database takes no writes: {store.last_error}", 503)
             return await handler(request, request.app[OPERATOR])
         except OperatorError as exc:
@@ -285,7 +325,7 @@ def incident_json(incident: Incident, updates: list[IncidentUpdate], config) -> 
 async def _body(request: web.Request, fields: dict[str, type], required: tuple[str, ...] = ()) -> dict:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise OperatorError("the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise OperatorError("the request body must be a JSON object")

@@ -12,10 +12,12 @@ from probe.web import (
     api,
     badges,
     feeds,
+    headers,
     metrics,
     openapi,
     page,
     push,
+    refusals,
     statuspage,
     subscribe,
 )
@@ -27,6 +29,8 @@ log = logging.getLogger("probe.web")
 def create_app(probe: Probe) -> web.Application:
     app = web.Application(middlewares=[errors])
     app[PROBE] = probe
+    headers.install(app)
+    refusals.install()
     app.cleanup_ctx.append(_run_probe)
     app.router.add_get("/healthz", healthz)
     page.add_routes(app)

@@ -63,9 +63,11 @@ def shown(config) -> list:
 class Snapshot:
     """Everything a scrape reports, gathered first (async), then collected (sync)."""
 
-    def __init__(self, probe, availability: dict[str, dict[str, float | None]], now: int) -> None:
+    def __init__(self, probe, availability: dict[str, dict[str, float | None]], now: int,
+                 deliveries: dict[tuple[str, str], int]) -> None:
         self.probe, self.availability, self.now = probe, availability, now
         self.monitors = shown(probe.config)
+        self.deliveries = deliveries
 
     @classmethod
     async def take(cls, probe) -> "Snapshot":
@@ -77,7 +79,7 @@ class Snapshot:
         for window, found in (await probe.stats.durations_many(ids, spans, now)).items():
             for monitor_id, d in found.items():
                 availability[monitor_id][window] = d.availability(mode)
-        return cls(probe, availability, now)
+        return cls(probe, availability, now, await probe.notify.outbox.counts())
 
     def collect(self):
         labels = ["monitor", "name", "type", "group"]
@@ -124,7 +126,8 @@ class Snapshot:
         dropped = CounterMetricFamily("probe_database_dropped_results",
                                       "Results dropped because the database took no writes for too long",
                                       value=self.probe.store.dropped_results)
-        yield from (up, state, latency, late, last, expiry, checks, ratio, info, started, writable, pending, dropped)
+        yield from (up, state, latency, late, last, expiry, checks, ratio, info, started, writable, pending, dropped,
+                    self._deliveries())
         if self.probe.connectivity.enabled:
             yield GaugeMetricFamily("probe_connectivity_ok",
                                     "1 while a [server] connectivity target answers (probe's own network is up)",
@@ -141,3 +144,11 @@ class Snapshot:
                                 value=1 if watcher.last_reload_ok else 0)
         yield GaugeMetricFamily("probe_config_last_reload_success_timestamp_seconds",
                                 "When the config was last loaded successfully", value=watcher.loaded_ms / 1000)
+
+    def _deliveries(self) -> GaugeMetricFamily:
+        """Outbox rows by target and state: a growing `failed` is a row set aside (admin API: why)."""
+        family = GaugeMetricFamily("probe_notification_deliveries", "Notification outbox rows by target and state",
+                                   labels=["notifier", "state"])
+        for (notifier, state), count in sorted(self.deliveries.items()):
+            family.add_metric([notifier, state], count)
+        return family

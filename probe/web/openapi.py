@@ -1,4 +1,4 @@
-"""/api/openapi.json: an OpenAPI 3.1 description of every public route.
+"""/api/openapi.json: an OpenAPI 3.1 description of every public route (and the page's forms).
 
 Kept truthful by a test that compares its paths with the application's routes.
 """
@@ -85,11 +85,31 @@ PATHS |= {
 HTML_ERRORS = {"400": HTML_NOT_FOUND["404"] | {"description": "the link is not valid or has expired (an HTML page)"},
                "404": HTML_NOT_FOUND["404"] | {"description": "subscribing is not enabled ([subscribers] email_via)"}}
 TOKEN = [_param("token", "query", {"type": "string"}, "the signed token from the mail")]
+HTML_REFUSED = {code: HTML_NOT_FOUND["404"] | {"description": words} for code, words in (
+    ("400", "the form cannot be read, or a value is not valid (an HTML page)"),
+    ("403", "posted from another site (an HTML page)"),
+    ("404", "subscribing is not enabled ([subscribers] email_via)"),
+    ("429", "too many subscribe requests from this client or for this address (an HTML page)"))}
+
+
+def _form_post(summary: str, fields: dict[str, dict], required: list[str]) -> dict:
+    """A form the page posts: urlencoded as browsers send it, multipart as some clients do."""
+    schema = {"type": "object", "properties": fields, "required": required}
+    return {"post": {"summary": summary, "tags": ["page"], "responses": {"200": HTML_OK} | HTML_REFUSED,
+                     "requestBody": {"required": True, "content": {
+                         "application/x-www-form-urlencoded": {"schema": schema},
+                         "multipart/form-data": {"schema": schema}}}}}
+
+
+TOKEN_FIELD = {"token": {"type": "string", "description": "the signed token from the mail"}}
 PATHS |= {
-    "/subscribe": _get("The subscribe form (POST it: email, group...)", HTML_OK, errors=HTML_ERRORS, tag="page"),
-    "/subscribe/confirm": _get("Shows a button that confirms (POST token)", HTML_OK, TOKEN, HTML_ERRORS, tag="page"),
+    "/subscribe": _get("The subscribe form", HTML_OK, errors=HTML_ERRORS, tag="page") | _form_post(
+        "Subscribe: email and the groups to hear about (none: all)",
+        {"email": {"type": "string"}, "group": {"type": "array", "items": {"type": "string"}}}, ["email"]),
+    "/subscribe/confirm": _get("Shows a button that confirms (POST token)", HTML_OK, TOKEN, HTML_ERRORS,
+                               tag="page") | _form_post("Confirm a subscription", TOKEN_FIELD, ["token"]),
     "/unsubscribe": _get("Shows a button that unsubscribes (POST token; RFC 8058 one-click)", HTML_OK, TOKEN,
-                         HTML_ERRORS, tag="page"),
+                         HTML_ERRORS, tag="page") | _form_post("Unsubscribe", TOKEN_FIELD, []),
 }
 TEXT_ANSWER = {"text/plain": {"schema": {"type": "string"}}}
 PUSH_TOKEN = _param("token", "path", {"type": "string", "minLength": 16}, "the push monitor's token")

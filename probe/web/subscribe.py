@@ -12,10 +12,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from probe.notify.subscribers.actions import SubscribeError
 from probe.notify.subscribers.rules import TokenError
 from probe.web import page
+from probe.web.clients import client_address
 
 
 def add_routes(app: web.Application) -> None:
@@ -54,13 +56,29 @@ async def subscribe(request: web.Request) -> web.Response:
     subscriptions = _enabled(request)
     if not _from_this_site(request, subscriptions.probe.config.page.url):
         raise web.HTTPForbidden(text="this form must be sent from the status page")
-    form = await request.post()
+    form = await _form(request)
     try:
-        await subscriptions.request(str(form.get("email", "")), [str(g) for g in form.getall("group", [])],
-                                    request.remote or "?")
+        await subscriptions.request(_field(form, "email"), [g for g in form.getall("group", []) if isinstance(g, str)],
+                                    client_address(request))
     except SubscribeError as exc:
-        return _page(request, "form", exc.status, error=exc.message, email=str(form.get("email", ""))[:254])
+        return _page(request, "form", exc.status, error=exc.message, email=_field(form, "email")[:254])
     return _page(request, "check_inbox")
+
+
+async def _form(request: web.Request):
+    """The posted form, or 400: a multipart body without its boundary, an unknown charset and
+    the like are the client's mistake, not a server error."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:  # aiohttp's readers on bad input
+        reason = exc.message if isinstance(exc, HttpProcessingError) else exc
+        raise web.HTTPBadRequest(text=" ".join(f"the form could not be read: {reason}".split())[:200]) from None
+
+
+def _field(form, name: str) -> str:
+    """A text field; a file sent in its place counts as empty."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
 
 
 def _from_this_site(request: web.Request, page_url: str) -> bool:
@@ -89,9 +107,9 @@ async def confirm_form(request: web.Request) -> web.Response:
 
 async def confirm(request: web.Request) -> web.Response:
     subscriptions = _enabled(request)
-    form = await request.post()
+    form = await _form(request)
     try:
-        await subscriptions.confirm(str(form.get("token", "")))
+        await subscriptions.confirm(_field(form, "token"))
     except TokenError as exc:
         return _page(request, "refused", 400, error=str(exc))
     return _page(request, "confirmed")
@@ -102,8 +120,8 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
-    form = await request.post()
-    token = str(form.get("token") or request.query.get("token", ""))
+    form = await _form(request)
+    token = _field(form, "token") or request.query.get("token", "")
     try:
         await _subscriptions(request).unsubscribe(token)
     except TokenError as exc:

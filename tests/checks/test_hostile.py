@@ -70,7 +70,7 @@ def assert_one_clear_failure(result, elapsed: float, *words: str) -> None:
 
 @pytest.mark.parametrize("peer, scheme, words", [
     ("never_answers", "http", ["timed out after 1s while waiting for the response from"]),
-    ("never_answers", "https", ["timed out after 1s while connecting to 127.0.0.1:"]),  # no ServerHello
+    ("never_answers", "https", ["timed out after 1s while in the TLS handshake with 127.0.0.1:"]),  # no ServerHello
     ("drip", "http", ["timed out after 1s while waiting for the response from"]),
     ("drip_body", "http", ["timed out after 1s while reading the body of"]),
     ("garbage", "http", ["invalid HTTP response from", "Bad status line"]),
@@ -120,7 +120,7 @@ async def _redirect_to_self(request: web.Request) -> web.Response:
 
 @pytest.mark.parametrize("peer, tls, words", [
     ("never_answers", False, ["timed out after 1s while waiting for 'PONG' from 127.0.0.1:"]),
-    ("never_answers", True, ["timed out after 1s while connecting to 127.0.0.1:"]),
+    ("never_answers", True, ["timed out after 1s while in the TLS handshake with 127.0.0.1:"]),
     ("drip", False, ["timed out after 1s waiting for 'PONG'", "got 'H"]),
     ("garbage", True, ["TLS handshake with 127.0.0.1:", "failed: wrong version number"]),
     ("hang_up", False, ["expected 'PONG' from 127.0.0.1:", "got ''"]),

@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 import probe.checks.http
+import probe.checks.httpsession
 from probe.checks.base import CheckContext, Progress
 from probe.checks.http import HttpCheck, HttpOptions
 from probe.config.loader import ConfigError, load_config
@@ -171,7 +172,7 @@ async def test_it_sends_method_headers_and_body_as_configured(run, site):
     assert received["body"] == '{"order": 7}'
     assert received["headers"]["X-Token"] == "abc123"
     assert received["headers"]["Content-Type"] == "application/json"
-    assert received["headers"]["User-Agent"] == probe.checks.http.USER_AGENT
+    assert received["headers"]["User-Agent"] == probe.checks.httpsession.USER_AGENT
 
 
 async def test_it_reports_timing_phases_address_and_body_size(run, site):

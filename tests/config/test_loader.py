@@ -92,6 +92,12 @@ EXPECTED = {
     "invalid-notifier-type.toml": ['notifiers[0] "oncall": type must be one of email | webhook | dingtalk | '
                                    'feishu | lark | wecom | slack | discord | teams | telegram | ntfy | gotify | '
                                    'pagerduty (got "victorops")'],
+    "invalid-email-address.toml": ['notifiers[0] "mail": to must be an email address: An email address cannot '
+                                   'end with a period. (got "oncall@example.com.")'],
+    "invalid-embed-from.toml": ['page: embed_from must list origins such as "https://intranet.example.com" '
+                                '(got "https://intranet.example.com/path")'],
+    "invalid-trusted-proxies.toml": ['server: trusted_proxies must list IP addresses or networks such as '
+                                     '"10.0.0.0/8" (got "proxy.internal")'],
     "invalid-notifier-url.toml": ['notifiers[0] "hook": url must be an http:// or https:// URL '
                                   '(got "hooks.example.com/probe")'],
     "invalid-notify-not-list.toml": ['monitors[0] "web": notify must be a list (got "hook")'],

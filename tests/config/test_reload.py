@@ -93,7 +93,8 @@ async def _ids_are(session, web_port, ids) -> bool:
 
 
 async def _config_error(session, web_port):
-    async with session.get(f"http://127.0.0.1:{web_port}/healthz") as response:
+    async with session.get(f"http://127.0.0.1:{web_port}/api/v1/admin/health",
+                           headers={"Authorization": f"Bearer {TOKEN}"}) as response:
         health = await response.json()
     return health if health["config"]["error"] else None
 

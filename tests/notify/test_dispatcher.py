@@ -3,6 +3,7 @@ the outbox in the real file delivers to real receivers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -208,7 +209,7 @@ async def test_a_restart_in_the_middle_of_retries_still_delivers_exactly_once(wr
             await probe.stop()
 
 
-async def test_a_dead_channel_gets_its_backlog_in_order_once_and_delays_no_other(write_config, receivers):
+async def test_a_dead_channel_gets_its_backlog_once_each_incident_in_order_and_delays_no_other(write_config, receivers):
     dead, alive = await receivers(default=Answer(503, "gone")), await receivers()
     notifiers = f"""
         [[notifiers]]
@@ -229,13 +230,13 @@ async def test_a_dead_channel_gets_its_backlog_in_order_once_and_delays_no_other
                 target.healthy = True
                 await until(lambda: _last_is(alive, "resolve"))
             assert [r.json["event"] for r in alive.requests] == ["open", "resolve"] * 3  # not delayed
+            back = len(dead.requests)
             dead.default = Answer(200, "back")
             await until(lambda: _state(probe, "dead", "sent"), timeout=15)
-            delivered = [r.json for r in dead.requests if r is not None][-6:]
-            assert [d["event"] for d in delivered] == ["open", "resolve"] * 3
-            assert [d["id"] for d in delivered] == [r.json["id"] for r in alive.requests]  # same order, same events
-            sent_ids = [r.json["id"] for r in dead.requests]
-            assert sent_ids[-6:] == sorted(set(sent_ids), key=lambda k: int(k.split(":")[1]))  # each once, in order
+            delivered = [r.json for r in dead.requests[back:]]  # the requests answered 200
+            assert sorted(d["id"] for d in delivered) == sorted(r.json["id"] for r in alive.requests)  # each once
+            for incident in {d["incident"]["id"] for d in delivered}:  # each incident's story in order
+                assert [d["event"] for d in delivered if d["incident"]["id"] == incident] == ["open", "resolve"]
         finally:
             await probe.stop()
 
@@ -281,30 +282,17 @@ async def _has_open(probe) -> bool:
     return bool(await probe.store.open_incidents())
 
 
-async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_and_is_not_sent_again(
+async def test_a_message_whose_outbox_row_cannot_be_updated_is_journalled_and_not_sent_again(
         write_config, caplog):
     """The channel answers, then the database turns read-only before the row says "sent": the
-    worker must hold on until the disk returns, not send the message a second time."""
+    worker must keep the answer in the journal, not send the message a second time, and the file
+    takes the answer once the disk is back."""
+    caplog.set_level(logging.INFO, logger="probe.store")
     received, probes = [], []
 
-    async def answer_then_break_the_disk(request):
-        received.append(await request.json())
-        if len(received) == 1:
-            store = probes[0].store
-            await read_only(store)
-            asyncio.get_running_loop().call_later(1.5, lambda: asyncio.ensure_future(writable(store)))
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/in", answer_then_break_the_disk)
-    async with Target() as target, TestServer(app, host="127.0.0.1") as hook:
+    async with Target() as target, disk_breaking_hook(received, probes, mend_after_s=1.5) as hook:
         target.healthy = False
-        config = write(write_config, target.url, f"""
-            [[notifiers]]
-            id = "hook"
-            type = "webhook"
-            url = "{hook.make_url('/in')}"
-        """, '["hook"]')
+        config = write(write_config, target.url, hook_notifier(hook), '["hook"]')
         probes.append(await started(config))
         try:
             # Once the row says "sent" the worker never takes it again: a second send would have come before.
@@ -312,8 +300,37 @@ async def test_a_message_whose_outbox_row_cannot_be_updated_waits_for_the_disk_a
         finally:
             await probes[0].stop()
     assert [doc["event"] for doc in received] == ["open"]
-    failures = [r for r in caplog.records if r.getMessage().startswith("recording a delivery failed")]
-    assert len(failures) == 1  # said once, however many retries
+    kept = [r for r in caplog.records if r.getMessage().startswith("the database took no outbox update")]
+    assert len(kept) == 1  # the answer went to the journal, once, and into the file when the disk was back
+    assert any(r.getMessage().startswith("the journalled outbox answers are in the database")
+               for r in caplog.records)
+
+
+def disk_breaking_hook(received: list, probes: list, mend_after_s: float | None = None) -> TestServer:
+    """A webhook receiver that answers, but after the first message makes the newest probe's
+    database refuse every write (and mends it `mend_after_s` later, if given)."""
+    async def answer_then_break_the_disk(request):
+        received.append(await request.json())
+        if len(received) == 1:
+            store = probes[-1].store
+            await read_only(store)  # on the writer: every write fails
+            if mend_after_s is not None:
+                asyncio.get_running_loop().call_later(mend_after_s, lambda: asyncio.ensure_future(writable(store)))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/in", answer_then_break_the_disk)
+    return TestServer(app, host="127.0.0.1")
+
+
+def hook_notifier(hook: TestServer, extra: str = "") -> str:
+    return f"""
+        [[notifiers]]
+        id = "hook"
+        type = "webhook"
+        url = "{hook.make_url('/in')}"
+        {extra}
+    """
 
 
 async def _sent(probe, notifier_id: str, count: int) -> bool:
@@ -361,3 +378,35 @@ async def test_stopping_cancels_again_a_worker_that_swallowed_the_first_cancel()
     async with asyncio.timeout(10):
         await _cancel([task])
     assert task.cancelled()
+
+
+async def test_a_row_its_worker_cannot_even_read_is_set_aside_and_the_rows_behind_it_go_out(write_config, receivers):
+    """A poisoned row (here a payload that is not a message: an older version's, a hand edit)
+    fails once, with its error, and never holds up its channel."""
+    from probe.storage import NewDelivery
+    hook = await receivers()
+    config = write(write_config, "http://127.0.0.1:9/", f"""
+        [[notifiers]]
+        id = "hook"
+        type = "webhook"
+        url = "{hook.url}/"
+    """, '["hook"]')
+    probe = await started(config)
+    try:
+        probe.scheduler.unschedule("web")
+        good = probe.notify.messages.test(probe.config.notifiers[0])
+        await probe.notify.outbox.enqueue([NewDelivery("hook", "poison", '{"not": "a message"}'),
+                                           NewDelivery("hook", good.key, good.to_json())])
+        (received,) = await hook.wait_for(1)
+        assert received.json["id"] == good.key
+        await until(lambda: _key_state(probe, "hook", good.key, "sent"))
+        rows = {row["key"]: row for row in await deliveries(probe, "hook")}
+        assert rows["poison"]["state"] == "failed" and rows["poison"]["attempts"] == 1
+        assert "internal error" in rows["poison"]["error"] and "TypeError" in rows["poison"]["error"]
+        assert rows["poison"]["done_ms"] is not None
+    finally:
+        await probe.stop()
+
+
+async def _key_state(probe, notifier_id, key, state) -> bool:
+    return any(r["key"] == key and r["state"] == state for r in await deliveries(probe, notifier_id))

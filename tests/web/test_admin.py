@@ -1,6 +1,7 @@
 """The admin API against a real probe, a real SQLite file and a real HTTP client."""
 import asyncio
 import hmac
+import logging
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from probe.config.loader import load_config
 from probe.core.models import ResultRecord, Status
 from probe.service import Probe
+from probe.web.admin import SLOW_S
 from probe.web.app import create_app
 
 TOKEN = "s3cret-admin-token"
@@ -16,7 +18,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_config(write_config, token=TOKEN):
-    return load_config(write_config(f"""
+    return load_config(write_config(make_config_text(token)))
+
+
+def make_config_text(token=TOKEN) -> str:
+    return f"""
         [server]
         admin_token = "{token}"
         [storage]
@@ -29,7 +35,7 @@ def make_config(write_config, token=TOKEN):
         port = 9
         interval = "1h"
         timeout = "1s"
-    """))
+    """
 
 
 @pytest.fixture
@@ -70,14 +76,51 @@ async def test_it_compares_the_token_in_constant_time(admin, monkeypatch):
     assert seen == [(b"guess", TOKEN.encode())]
 
 
-async def test_a_client_that_keeps_failing_is_refused_even_with_the_right_token(admin):
+WRONG = {"Authorization": "Bearer no"}
+
+
+async def test_after_many_wrong_tokens_the_right_one_is_still_accepted_and_wrong_ones_get_429(admin):
+    """The limit used to refuse the operator too, for a minute anyone could renew."""
     client, _ = admin
     for _ in range(10):
-        assert (await client.get("/api/v1/admin/incidents", headers={"Authorization": "Bearer no"})).status == 401
-    response = await client.get("/api/v1/admin/incidents", headers=AUTH)
-    assert response.status == 429
-    assert int(response.headers["Retry-After"]) > 0
-    assert (await response.json())["status"] == 429
+        assert (await client.get("/api/v1/admin/incidents", headers=WRONG)).status == 401
+    refused = await client.get("/api/v1/admin/incidents", headers=WRONG)
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+    assert (await refused.json())["status"] == 429
+    assert (await client.get("/api/v1/admin/incidents", headers=AUTH)).status == 200
+
+
+async def test_past_the_limit_guesses_from_one_address_are_answered_one_at_a_time(admin):
+    """What slows guessing: attempts from a failing address wait their turn, a second apart,
+    however many are sent at once (a bound from below, not a speed)."""
+    client, _ = admin
+    for _ in range(10):
+        await client.get("/api/v1/admin/incidents", headers=WRONG)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(client.get("/api/v1/admin/incidents", headers=WRONG) for _ in range(4)))
+    assert [a.status for a in answers] == [429] * 4
+    assert time.monotonic() - started >= 4 * SLOW_S - 0.05
+
+
+def proxied_config(write_config, proxies: str):
+    text = make_config_text().replace("[storage]", f"trusted_proxies = {proxies}\n[storage]")
+    return load_config(write_config(text))
+
+
+@pytest.mark.parametrize("proxies,separate", [('["127.0.0.1"]', True), ('["10.0.0.0/8", "::1"]', False)])
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(write_config, proxies, separate):
+    """The peer is 127.0.0.1: trusted, X-Forwarded-For names the client; untrusted, it is ignored
+    (anyone can send that header)."""
+    probe = Probe(proxied_config(write_config, proxies), flush_interval=0.01)
+    async with TestClient(TestServer(create_app(probe), host="127.0.0.1")) as client:
+        attacker = {**WRONG, "X-Forwarded-For": "198.51.100.9, 203.0.113.5"}
+        for _ in range(10):
+            assert (await client.get("/api/v1/admin/incidents", headers=attacker)).status == 401
+        neighbour = {**WRONG, "X-Forwarded-For": "203.0.113.77"}
+        expected = 401 if separate else 429
+        assert (await client.get("/api/v1/admin/incidents", headers=neighbour)).status == expected
+        spoofed = {**WRONG, "X-Forwarded-For": "203.0.113.5, 127.0.0.1"}  # the proxy's own entry is skipped
+        assert (await client.get("/api/v1/admin/incidents", headers=spoofed)).status == 429
 
 
 async def test_an_operator_takes_an_incident_from_open_to_postmortem(admin):
@@ -248,3 +291,14 @@ async def test_a_resolve_by_hand_holds_across_a_restart_until_the_monitor_is_up(
     assert await run([(2000, Status.DOWN), (3000, Status.DOWN), (4000, Status.DOWN)]) == [(1, False)]  # held
     assert await run([(5000, Status.DOWN), (6000, Status.DOWN)]) == [(1, False)]  # still, after a restart
     assert await run([(7000, Status.UP), (8000, Status.DOWN), (9000, Status.DOWN)]) == [(2, True), (1, False)]
+
+
+@pytest.mark.parametrize("depth", [100_000, 3_000])
+async def test_deeply_nested_json_is_a_400_in_the_error_shape(admin, caplog, depth):
+    client, _ = admin
+    body = '{"title": ' + "[" * depth + "]" * depth + "}"
+    response = await client.post("/api/v1/admin/incidents", headers={**AUTH, "Content-Type": "application/json"},
+                                 data=body)
+    assert response.status == 400
+    assert await response.json() == {"error": "the request body must be a JSON object", "status": 400}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

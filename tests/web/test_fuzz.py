@@ -1,4 +1,5 @@
-"""Fuzz every public route that /api/openapi.json describes, with schemathesis: no 500, no traceback.
+"""Fuzz every public route that /api/openapi.json describes, with schemathesis: no 500, no traceback;
+and a real `probe run`'s forms and raw malformed HTTP: no 500, and no traceback in its log either.
 
 Schemathesis and hypothesis are synchronous (requests), so the status page runs on an
 event loop of its own in a thread, over the same generated history the other web tests use.
@@ -8,7 +9,12 @@ of examples per route so that the whole file stays within seconds.
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from urllib.parse import quote
 
 import pytest
@@ -20,8 +26,10 @@ schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
+from tests.cli.test_main import free_port  # noqa: E402
 from tests.web.conftest import serve  # noqa: E402
 from tests.web.history import make_history  # noqa: E402
+from tests.web.test_headers import config_text  # noqa: E402
 
 EXAMPLES = 25
 TRACEBACK_WORDS = ("Traceback (most recent call last)", 'File "/', "aiohttp/web_protocol.py")
@@ -123,3 +131,67 @@ def test_hostile_path_segments_never_answer_500_or_show_a_traceback(base_url):
             for value in HOSTILE_QUERY_VALUES:
                 url = base_url + template.format(quote(value, safe=""))
                 assert_no_failure(session.get(url, timeout=30), template, value)
+
+
+# ---- the page's forms and raw malformed HTTP, against a real `probe run` and its log ----------
+
+RAW_REQUESTS = [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
+    b"POST /unsubscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n",
+    b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,  # a TLS ClientHello on the HTTP port
+]
+def raw_answer(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        try:
+            return sock.recv(200).split(b"\r\n")[0]
+        except (ConnectionResetError, TimeoutError):
+            return b""
+
+
+def test_forms_and_malformed_http_never_answer_500_nor_log_a_traceback(tmp_path):
+    port = free_port()
+    (tmp_path / "cfg.toml").write_text(textwrap.dedent(config_text(port, embed_from="")))  # subscribing on
+    log_path = tmp_path / "probe.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "probe", "--log-level", "info", "run", "-c",
+                                 str(tmp_path / "cfg.toml")], stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base)
+        schema = schemathesis.openapi.from_url(f"{base}/api/openapi.json")
+        forms = [r.ok() for r in schema.get_all_operations() if r.ok().method.upper() == "POST"]
+        assert len(forms) == 3
+        for operation in forms:
+            fuzz(operation, GenerationMode.POSITIVE, base)
+            fuzz(operation, GenerationMode.NEGATIVE, base)
+        answers = [raw_answer(port, data) for data in RAW_REQUESTS]
+        assert all(not a.startswith(b"HTTP/1.") or a.split()[1].startswith(b"4") for a in answers), answers
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lines = log_path.read_text().splitlines()
+    assert not [line for line in lines if "Traceback" in line or " ERROR " in line], "\n".join(lines[-40:])
+    refused = [line for line in lines if "bad request from 127.0.0.1:" in line]
+    # Not a method at all (GARBAGE, a ClientHello) on a connection's first request: DEBUG, as aiohttp has it.
+    assert len(refused) == len(RAW_REQUESTS) - 2, "\n".join(lines[-40:])
+    assert all(" INFO " in line for line in refused)
+
+
+def wait_until_serving(base: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("probe run did not start")

@@ -141,3 +141,25 @@ async def test_private_monitors_appear_in_no_public_response_anywhere_a_visitor_
         assert pages[f"/incidents/{incident_id}"][0] == 200
     for incident_id in private_only:
         assert pages[f"/incidents/{incident_id}"][0] == not_found[1] == 404
+
+
+async def test_healthz_tells_no_private_monitor_count_and_no_path_and_the_admin_api_tells_all(write_config, tmp_path):
+    client, probe = await serve(await make_history(write_config, days=2, extra=extra_config()))
+    try:
+        public = await (await client.get("/healthz")).json()
+        probe.store.healthy, probe.store.last_error = False, f"read-only: {probe.store.path}: attempt to write"
+        probe.store.write_state.problem = "read-only"
+        failing = await client.get("/healthz")
+        failing_text = await failing.text()
+        full = await (await client.get("/api/v1/admin/health", headers=AUTH)).json()
+        probe.store.healthy, probe.store.write_state.problem = True, None
+    finally:
+        await client.close()
+    shown = [m for m in probe.config.monitors if m.public]
+    assert len(shown) < len(probe.config.monitors)  # the history has private monitors
+    assert public["monitors"] == len(shown) and public["status"] == "ok"
+    assert failing.status == 503 and '"problems": ["read-only"]' in failing_text
+    for text in (str(public), failing_text):
+        assert str(tmp_path) not in text and "probe.db" not in text and "cfg.toml" not in text
+    assert full["monitors"] == len(probe.config.monitors) and full["database"]["path"] == str(probe.store.path)
+    assert full["problems"] == [f"read-only: {probe.store.path}: attempt to write"]

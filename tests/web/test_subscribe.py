@@ -3,10 +3,12 @@ webhook receiver on loopback, a real SQLite file. Links are read from the mails 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from datetime import datetime
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
@@ -418,3 +420,56 @@ async def test_an_automatic_incident_reaches_subscribers_without_the_check_reaso
     assert notice["Subject"] == "[DOWN] Website"
     assert "127.0.0.1:9" not in text_of(notice) and "refused" not in text_of(notice)
     assert "/incidents/" in text_of(notice)
+
+
+async def test_an_address_with_a_trailing_dot_is_refused_and_its_spellings_share_one_rate_limit(site):
+    """`victim@example.test.` was accepted and then jammed every subscriber mail behind it."""
+    for text in ("victim@example.test.", "a..b@example.com", "\"quoted\"@example.com", "a@[127.0.0.1]"):
+        response = await site.subscribe(text)
+        assert response.status == 400 and "valid email address" in await response.text(), text
+    for spelling in ("eve@example.com", "Eve@Example.com", " EVE@example.COM "):
+        assert (await site.subscribe(spelling)).status == 200
+    assert (await site.subscribe("eve@EXAMPLE.com")).status == 429
+    rows = await site.probe.store.fetchall("SELECT email FROM subscribers")
+    assert rows == [("eve@example.com",)]
+    wrong = await site.client.delete("/api/v1/admin/subscribers/eve@example.com.", headers=AUTH)
+    assert wrong.status == 400 and "period" in (await wrong.json())["error"]
+    removed = await site.client.delete("/api/v1/admin/subscribers/EVE@Example.com", headers=AUTH)
+    assert removed.status == 200 and await site.probe.store.fetchall("SELECT email FROM subscribers") == []
+
+
+async def test_a_stored_address_mail_cannot_be_sent_to_is_set_aside_and_the_mail_behind_it_goes_out(site):
+    """A row written before addresses were validated (or by hand) fails once, visibly, and
+    holds up nothing: the next confirmation arrives after at most that one attempt."""
+    store = site.probe.store
+    bad = await store.subscriber_request("victim@example.test.", (), int(time.time() * 1000))
+    from probe.notify.outbox import delivery
+    from probe.notify.subscribers.actions import EMAIL_TARGET
+    from probe.notify.subscribers.senders import Parcel
+    await site.probe.notify.outbox.enqueue([delivery(EMAIL_TARGET, Parcel(f"sub:{bad.id}:confirm:1", "confirm", bad.id,
+                                                                         expires_s=int(time.time()) + 3600))])
+    assert (await site.subscribe("next@example.com")).status == 200
+    await site.mails("next@example.com", 1, timeout=10)
+    listing = await (await site.client.get("/api/v1/admin/deliveries?state=failed", headers=AUTH)).json()
+    (failed,) = listing["deliveries"]
+    assert failed["key"] == f"sub:{bad.id}:confirm:1" and failed["attempts"] == 1
+    assert "not a valid email address" in failed["error"] and "period" in failed["error"]
+    metrics = await (await site.client.get("/metrics")).text()
+    assert 'probe_notification_deliveries{notifier="subscribers:email",state="failed"} 1.0' in metrics
+    assert 'probe_notification_deliveries{notifier="subscribers:email",state="sent"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("path", ["/subscribe", "/subscribe/confirm", "/unsubscribe"])
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=xyz",
+                                          "application/x-www-form-urlencoded; charset=nonsense"])
+async def test_a_form_body_that_cannot_be_read_is_a_400_not_a_500(site, caplog, path, content_type):
+    response = await site.client.post(path, data=b"garbage--xyz", headers={"Content-Type": content_type})
+    assert response.status == 400 and "could not be read" in await response.text()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_file_in_place_of_a_form_field_is_an_invalid_value_not_a_crash(site):
+    form = aiohttp.FormData()
+    form.add_field("email", b"someone@example.com", filename="email.txt")
+    response = await site.client.post("/subscribe", data=form)
+    assert response.status == 400 and "valid email address" in await response.text()

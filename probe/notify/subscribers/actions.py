@@ -182,10 +182,11 @@ class Subscriptions:
             for sub in await self.confirmed():
                 if sub.hears(groups):
                     rows.append(delivery(EMAIL_TARGET, Parcel(f"sub:{sub.id}:event:{event.id}", "notice", sub.id,
-                                                                message=json.loads(message.to_json()))))
+                                                                message=json.loads(message.to_json()),
+                                                                lane=f"sub:{sub.id}:{message.lane}")))
         if self.config.webhooks:
             documents = await incident_payloads(self.probe, event)
-            rows += self._webhook_rows(documents, groups)
+            rows += self._webhook_rows(documents, groups, f"incident:{event.incident.id}")
         return rows
 
     def _public_message(self, message):
@@ -193,8 +194,9 @@ class Subscriptions:
         monitor = self.probe.config.monitor(message.monitor_id) if message.monitor_id else None
         return message if monitor is not None and monitor.show_target else dataclasses.replace(message, reason="")
 
-    def _webhook_rows(self, documents: list[tuple[str, dict]], groups: set[str] | None) -> list[NewDelivery]:
-        return [delivery(WEBHOOK_TARGET + hook.id, Parcel(key, "webhook", body=doc))
+    def _webhook_rows(self, documents: list[tuple[str, dict]], groups: set[str] | None, lane: str
+                      ) -> list[NewDelivery]:
+        return [delivery(WEBHOOK_TARGET + hook.id, Parcel(key, "webhook", body=doc, lane=lane))
                 for hook in self.config.webhooks if not hook.groups or groups is None or set(hook.groups) & groups
                 for key, doc in documents]
 
@@ -221,12 +223,14 @@ class Subscriptions:
                 if via is not None:
                     message = self.messages.maintenance(via, window, edge, at)
                     rows += [delivery(EMAIL_TARGET, Parcel(f"sub:{s.id}:maintenance-{edge}:{window.id}", "notice",
-                                                             s.id, message=json.loads(message.to_json())))
+                                                             s.id, message=json.loads(message.to_json()),
+                                                             lane=f"sub:{s.id}:maintenance:{window.id}"))
                              for s in subscribers if s.hears(groups)]
                 key = f"maintenance-{edge}:{window.id}"
                 if self.config.webhooks and key not in self._built:  # a scan every 30 s: build each once
                     self._built.add(key)
-                    rows += self._webhook_rows([(key, await maintenance_payload(self.probe, window, now))], groups)
+                    rows += self._webhook_rows([(key, await maintenance_payload(self.probe, window, now))], groups,
+                                               f"maintenance:{window.id}")
         return rows
 
 

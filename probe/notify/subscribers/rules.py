@@ -20,15 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
 import time
 
+from probe.core.addresses import AddressError, normal_address
 from probe.core.window import SlidingWindow
 
 SECRET_KEY = "subscribe_secret"
-EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+$")
-MAX_EMAIL = 254
 PER_ADDRESS, PER_CLIENT, LIMIT_WINDOW_S = 3, 10, 3600.0  # subscribe requests an hour
 
 
@@ -94,5 +92,8 @@ class RequestLimiter(SlidingWindow):
 
 
 def normal_email(text: str) -> str | None:
-    address = text.strip().lower()
-    return address if len(address) <= MAX_EMAIL and EMAIL.match(address) else None
+    """The address's one spelling (probe/core/addresses.py), which also keys the rate limit; None if invalid."""
+    try:
+        return normal_address(text)
+    except AddressError:
+        return None

@@ -12,6 +12,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from probe.core.addresses import AddressError, normal_address
 from probe.notifiers.base import (
     HttpNotifier,
     Message,
@@ -35,6 +36,7 @@ class Parcel:
     message: dict | None = None
     body: dict | None = None
     expires_s: int = 0  # when the confirmation link of a confirm parcel expires
+    lane: str = ""  # parcels in one lane go out in order (outbox.py); "": a lane of its own
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -77,6 +79,10 @@ class SubscriberMail(Email):
         subscriber = await self.subscriptions.subscriber(parcel.subscriber)
         if subscriber is None:
             raise NotifyError("no longer subscribed; not sent", permanent=True)
+        try:  # a row stored before addresses were validated, or by hand: refuse it here, once
+            normal_address(subscriber.email)
+        except AddressError as exc:
+            raise NotifyError(f"not a valid email address: {exc} Not sent.", permanent=True) from None
         if parcel.kind == "confirm":
             return await self.deliver(self.confirmation(subscriber, parcel))
         if subscriber.confirmed_ms is None:  # cannot happen by construction; never mail the unconfirmed

@@ -15,13 +15,16 @@ the database it already backs up, replicates and fails over.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
 import socket
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from probe.config.storage import StorageTarget
@@ -29,10 +32,11 @@ from probe.core.calendar import Calendar
 from probe.core.models import Status
 from probe.core.units import now_ms
 from probe.storage.interface import StoreError
+from probe.storage.journal import AnswerJournal
 from probe.storage.postgres.migrations import migrate
 from probe.storage.postgres.problems import WRITE_ERRORS, WriterElsewhere, problem_of
 from probe.storage.reads import Reads
-from probe.storage.records import Records
+from probe.storage.records import Records, record_statement
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
 from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE, Bucket, LastResult, Rollups
 from probe.storage.rows import ID_TABLES, RowBuilder
@@ -108,6 +112,9 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
         self._write_lock = asyncio.Lock()
         self._reasons: OrderedDict[str, int] = OrderedDict()
         self._next_ids: dict[str, int] = {}
+        # Outbox answers the server could not take (it was down): a local file, named after the database.
+        digest = hashlib.sha256(target.display.encode()).hexdigest()[:16]
+        self.journal = AnswerJournal(Path(tempfile.gettempdir()) / f"probe-{digest}")
         self._init_writer(WriteState(target.display, problem_of), flush_interval, max_batch, max_pending)
 
     def describe(self) -> str:
@@ -127,6 +134,7 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
                 self._next_ids[table] = await self.writer.fetchval(f"SELECT coalesce(max(id), 0) + 1 FROM {table}")
             await self._load_monitors()
             await self._check_calendar()
+            await self._replay_journal()
         except StoreError:
             await self.close()
             raise
@@ -195,13 +203,25 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
                     said = reason
                 await asyncio.sleep(1.0)
 
-    async def close(self) -> None:
-        await self._stop_writer()
-        if self.pool is not None:
-            self.pool.terminate()
-        if self.writer is not None:
-            self.writer.terminate()
-        self.pool = self.writer = None
+    async def _replay_journal(self) -> None:
+        """Answers a previous process could not record: into the database before any worker reads
+        the outbox, or they stay in the journal and keep their rows from being sent again."""
+        left = self.journal.open()
+        if left:
+            await self._write_with_journal([])
+            log.info("outbox answers recorded from the journal count=%d", len(left))
+
+    async def close(self, flush_timeout: float | None = None) -> None:
+        try:
+            await self._stop_writer(flush_timeout)
+        finally:
+            if self.pool is not None:
+                self.pool.terminate()
+            if self.writer is not None:
+                self.writer.terminate()  # the writer lock goes with the connection
+            self.pool = self.writer = None
+            if not self.read_only:
+                self.journal.close()
 
     async def _writer_conn(self):
         """The writer connection, opened again if the last one was lost (a server restart, a failover)."""
@@ -275,6 +295,12 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
                         " VALUES ($1,$2,$3,$4,$5,$6,$7)", rows["updates"])
                 if rows["events"]:
                     await conn.executemany("INSERT INTO events VALUES ($1,$2,$3,$4,$5,$6)", rows["events"])
+                journalled = [record_statement(entry) for entry in self.journal.entries.values()]
+                for sql, params in journalled:  # the server is back: the outbox answers kept aside go in too
+                    await conn.execute(numbered(sql), *params)
+            if journalled:
+                self.journal.clear()
+                log.info("the journalled outbox answers are in the database now count=%d", len(journalled))
             if rows["incidents"] or rows["updates"]:
                 self.incidents_version += 1
             if rows["rollups"]:  # under the lock: no cache load can fall between commit and apply

@@ -21,11 +21,13 @@ from probe.core.calendar import Calendar
 from probe.core.models import Status
 from probe.core.units import now_ms
 from probe.storage.interface import StoreError
+from probe.storage.journal import AnswerJournal
 from probe.storage.reads import Reads
-from probe.storage.records import Records
+from probe.storage.records import Records, record_statement
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
 from probe.storage.rollups import FLAG_MAINTENANCE, FLAG_OFFLINE, Bucket, LastResult, Rollups
 from probe.storage.rows import RowBuilder
+from probe.storage.sqlite.lock import LockedError, ProcessLock
 from probe.storage.sqlite.migrations import MIGRATIONS, migrate
 from probe.storage.writable import WriteState, problem_of
 from probe.storage.writer import BatchWriter
@@ -75,6 +77,8 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
         self._write_lock = asyncio.Lock()
         self._reasons: OrderedDict[str, int] = OrderedDict()
         self._next_ids: dict[str, int] = {}
+        self._lock = ProcessLock(self.path)
+        self.journal = AnswerJournal(self.path)  # outbox answers the disk could not take (journal.py)
         self._init_writer(WriteState(self.path), flush_interval, max_batch, max_pending)
 
     def describe(self) -> str:
@@ -83,17 +87,25 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
     # ---- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        if not self.read_only:  # a reader beside `probe run` neither creates nor locks anything
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._lock.acquire()  # before anything is read: a second process must change nothing
+            except LockedError as exc:
+                raise StoreError(str(exc)) from None
         try:
             await self._open()
         except sqlite3.Error as exc:  # not a database, a directory, a full or read-only disk: say which
             await self.close()
             raise StoreError(f"{problem_of(exc)} ({exc})") from None
+        except BaseException:
+            await self.close()
+            raise
 
     async def _open(self) -> None:
         if self.read_only:
             await self._open_to_read()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = await self._connect()
         await self._configure(self.writer)
         await migrate(self.writer, self.path, StoreError)
@@ -105,6 +117,7 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
                 self._next_ids[table] = (await cur.fetchone())[0]
         await self._load_monitors()
         await self._check_calendar()
+        await self._replay_journal()
         self._start_writer()
 
     async def _open_to_read(self) -> None:
@@ -122,6 +135,14 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
                              "start probe run once to migrate it")
         await self._load_monitors(self.reader)
 
+    async def _replay_journal(self) -> None:
+        """Answers a previous process could not record (a full disk): into the file before any
+        worker reads the outbox, or they stay in the journal and keep their rows from being sent."""
+        left = self.journal.open()
+        if left:
+            await self._write_with_journal([])
+            log.info("outbox answers recorded from the journal count=%d", len(left))
+
     async def _connect(self) -> aiosqlite.Connection:
         conn = aiosqlite.connect(self.path)
         try:
@@ -134,12 +155,17 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
                 await asyncio.to_thread(thread.join, 5.0)
             raise
 
-    async def close(self) -> None:
-        await self._stop_writer()
-        for conn in (self.reader, self.writer):
-            if conn is not None:
-                await conn.close()
-        self.reader = self.writer = None
+    async def close(self, flush_timeout: float | None = None) -> None:
+        try:
+            await self._stop_writer(flush_timeout)
+            for conn in (self.reader, self.writer):
+                if conn is not None:
+                    await conn.close()
+            self.reader = self.writer = None
+        finally:
+            self.journal.close()
+            if not self.read_only:
+                self._lock.release()
 
     async def _configure(self, conn: aiosqlite.Connection) -> None:
         await conn.execute("PRAGMA journal_mode = WAL")
@@ -218,7 +244,13 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
                         " VALUES (?,?,?,?,?,?,?)", rows["updates"])
                 if rows["events"]:
                     await self.writer.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows["events"])
+                journalled = [record_statement(entry) for entry in self.journal.entries.values()]
+                for sql, params in journalled:  # the disk is back: the outbox answers kept aside go in too
+                    await self.writer.execute(sql, params)
                 await self.writer.commit()
+                if journalled:
+                    self.journal.clear()
+                    log.info("the journalled outbox answers are in the database now count=%d", len(journalled))
                 if rows["incidents"] or rows["updates"]:
                     self.incidents_version += 1  # readers that keep incidents between renders re-read
                 if rows["rollups"]:  # under the lock: no cache load can fall between commit and apply
@@ -318,8 +350,10 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
             return list(await cur.fetchall())
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        async with self.reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        # One call into the connection's thread, execute and fetch together: as two calls, another
+        # read could run in between, inside the first one's open read transaction, and see the
+        # file as it was before the last commit (a subscriber just written came back None).
+        return list(await self.reader.execute_fetchall(sql, tuple(params)))
 
     async def write(self, statements: Iterable[tuple[str, tuple]]) -> list[int]:
         """Run statements in one transaction on the writer, between result batches; returns
