@@ -45,16 +45,17 @@ def config_text(port: int, listen_port: int | None = None, broken: bool = False)
     """
 
 
-async def get(http, url: str, json: bool = True):
-    async with http.get(url) as response:
+async def get(http, url: str, json: bool = True, headers: dict | None = None):
+    async with http.get(url, headers=headers) as response:
         return response.status, await (response.json() if json else response.text())
 
 
 async def until_reloaded(http, base: str, since_ms: int, rejected: bool = False, timeout: float = 15.0) -> dict:
-    """/healthz once the file was reloaded after `since_ms` (or, `rejected`, refused)."""
+    """The admin API's health (the public /healthz names no config problem) once the file was
+    reloaded after `since_ms` (or, `rejected`, refused)."""
     deadline = time.monotonic() + timeout
     while True:
-        _, health = await get(http, f"{base}/healthz")
+        _, health = await get(http, f"{base}/api/v1/admin/health", headers={"Authorization": f"Bearer {TOKEN}"})
         config = health["config"]
         if (config["error"] is not None) if rejected else (config["loaded_ms"] > since_ms and not config["error"]):
             return health
@@ -80,7 +81,7 @@ async def test_an_operator_meets_no_friction(write_config):
             good_reload_ms = health["config"]["loaded_ms"]
             config.write_text(config.read_text().replace('interval = "1h"', 'interval = "0s"'))
             rejected = await until_reloaded(http, base, good_reload_ms, rejected=True)
-            status, _ = await get(http, f"{base}/healthz", json=False)
+            status, public = await get(http, f"{base}/healthz")
             _, metrics_bad = await get(http, f"{base}/metrics", json=False)
             config.write_text(config_text(port, listen_port=port + 1))  # [server] changed...
             changed = await until_reloaded(http, base, good_reload_ms)
@@ -97,7 +98,9 @@ async def test_an_operator_meets_no_friction(write_config):
     (line,) = after[1].splitlines()
     assert line.endswith("API is down") and " JST " in line and "automatic title" not in line
     # A rejected reload: listed in problems, yet 200; exported as Prometheus names its own.
-    assert status == 200 and rejected["status"] == "ok"
+    assert status == 200 and rejected["status"] == "ok" and public["status"] == "ok"
+    assert [p for p in public["problems"] if p.startswith("config reload rejected")] != []  # said, without the file's words
+    assert not any("interval" in p for p in public["problems"])
     assert any(p.startswith("config reload rejected") and "interval must be greater than 0" in p
                for p in rejected["problems"])
     assert "probe_config_last_reload_successful 0.0" in metrics_bad

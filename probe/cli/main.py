@@ -204,6 +204,7 @@ async def _serve(config: Config, config_path: str) -> int:
         shutil.rmtree(socket_dir, ignore_errors=True)
         return EXIT_DOWN
     log.info("listening on http://%s", config.server.listen)
+    following = asyncio.create_task(front.follow(probe.public_generation), name="web-front-follow")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -214,6 +215,7 @@ async def _serve(config: Config, config_path: str) -> int:
     await stop.wait()
     _exit_if_not_stopped_within(REQUESTS_GRACE_S + probe.notify.outbox.drain_limit_s() + FLUSH_TIMEOUT_S + GRACE_S)
     await probe.watcher.stop()
+    following.cancel()
     await front.stop()  # no new requests; those in flight are answered
     log.info("stopping: flushing pending results")
     await runner.cleanup()

@@ -50,7 +50,8 @@ class Maintenance:
             definitions[window.id] = (json.dumps(definition, sort_keys=True), since)
         for text, since in known.values():  # windows that left the config
             past += _begun(json.loads(text), since, now)
-        await self.store.maintenance_definitions_set(definitions, known, past)
+        if not self.store.read_only:  # a reader beside `probe run` leaves the record to it
+            await self.store.maintenance_definitions_set(definitions, known, past)
         self.since = {window_id: since for window_id, (_, since) in definitions.items()}
         self.past = sorted({w.id: w for w in self.past + past}.values(), key=lambda w: w.start_ms)
 

@@ -71,6 +71,10 @@ class Outbox:
         self.wake_all()
         return added
 
+    def sending(self, target_id: str) -> bool:
+        """Whether a delivery to this target is under way right now."""
+        return target_id in self._in_flight
+
     def wake(self, target_id: str) -> None:
         if target_id in self._wakes:
             self._wakes[target_id].set()

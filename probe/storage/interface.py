@@ -85,6 +85,7 @@ class Storage(Protocol):
     write_state: WriteState
     max_pending: int
     dropped_results: int
+    read_only: bool  # opened to read beside the process that writes: writes nothing
     lost_results: int
 
     @property

@@ -102,10 +102,16 @@ class BatchWriter:
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is in the database."""
-        if self._task is None or (not self._queue.results and not self._queue.events and self._failed is None):
+        if self._task is None:
+            return
+        # The newest of: what is queued, the batch being written, the batch being retried (they
+        # commit in that order, so its commit means everything before it is in too).
+        queued = self._queue.results or self._queue.events
+        batch = self._queue if queued else (self._writing or self._failed)
+        if batch is None:
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._queue.waiters.append(waiter)
+        batch.waiters.append(waiter)
         self._pending.set()
         self._wakeup.set()
         await waiter

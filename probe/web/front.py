@@ -16,6 +16,11 @@ serves its application on a private Unix socket and starts this process on `[ser
   process trusts that header from its socket only (web/clients.py).
 - It runs at a lower CPU priority (nice 10) and answers at most REQUESTS_PER_S a second, so
   that when the CPUs are short the checks, not the crowd, get them.
+- What it keeps never outlives a change made by hand: a request that may change something
+  (anything but GET and HEAD: the admin API, a form) empties the cache once answered, and the
+  probe process writes a line to this one's stdin whenever what the public sees changed
+  otherwise (an incident opened by the checks, a reload): the page, v1 and v2 never disagree
+  for longer than one render.
 - It ends when the probe process does (its stdin closes, `kill -9` included).
 
 bench/load.py measures it: 200 monitors every 2 s, `wrk -c64` on `/` for 30 s.
@@ -44,6 +49,7 @@ UPSTREAM_AT_ONCE = 16
 REQUESTS_PER_S = 2000  # the most this process answers (Pace); a bigger crowd wants a CDN in front
 FRONT_NICENESS = 10  # os.nice: the checks come first when the CPUs are short
 CACHE_ENTRIES, CACHE_BYTES = 1000, 64 * 2**20
+FOLLOW_EVERY_S = 0.2  # how often the probe process looks whether what the public sees changed
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 PRIVATE_REQUEST = ("Authorization", "Cookie", "If-Modified-Since", "Range")
@@ -83,11 +89,19 @@ class Front:
         await self.pace.take()
         key = self._key(request)
         if key is None:
-            return self._answer(request, await self._forward(request))
+            answer = await self._forward(request)
+            if request.method not in ("GET", "HEAD"):
+                self.forget()  # an operator's change: what was kept may be untrue now
+            return self._answer(request, answer)
         kept = self._fresh(key)
         if kept is None:
             kept = await self._fill(key, request)
         return self._answer(request, kept)
+
+    def forget(self) -> None:
+        """Drop everything kept (requests already on their way upstream still answer their crowd)."""
+        self.cache.clear()
+        self.cache_bytes = 0
 
     def _key(self, request: web.Request) -> tuple | None:
         """Only a plain GET may be answered from the cache; the key carries what responses vary on."""
@@ -206,20 +220,21 @@ async def serve(host: str, port: int, upstream_socket: str) -> int:
         await front.close()
         return 1
     print("ready", flush=True)
-    await _until_the_probe_process_ends()
+    await _until_the_probe_process_ends(front)
     await runner.cleanup()
     await front.close()
     return 0
 
 
-async def _until_the_probe_process_ends() -> None:
-    """stdin is a pipe from the probe process: it closes when that process ends, however it ends
-    (the probe process closes it to stop this one)."""
+async def _until_the_probe_process_ends(front: Front) -> None:
+    """stdin is a pipe from the probe process: each line it writes says that what the public sees
+    changed (FrontProcess.changed); it closes when that process ends, however it ends (the probe
+    process closes it to stop this one)."""
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while await reader.read(4096):
-        pass
+        front.forget()
 
 
 def main() -> None:
@@ -283,6 +298,22 @@ class FrontProcess:
             if problem is None:
                 return  # the new start keeps it from here
             log.error("cannot start the web front process again: %s", problem)
+
+    def changed(self) -> None:
+        """What the public sees changed: the front drops what it keeps."""
+        if self.proc is not None and self.proc.returncode is None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(b"changed\n")
+
+    async def follow(self, generation) -> None:
+        """Tell the front whenever `generation()` (Probe.public_generation) moves; polled, since an
+        incident the checks open is committed by the writer, far from any request."""
+        seen = generation()
+        while not self._stopping:
+            await asyncio.sleep(FOLLOW_EVERY_S)
+            now = generation()
+            if now != seen:
+                seen = now
+                self.changed()
 
     async def stop(self) -> None:
         self._stopping = True

@@ -168,7 +168,7 @@ def test_forms_and_malformed_http_never_answer_500_nor_log_a_traceback(tmp_path)
         wait_until_serving(base)
         schema = schemathesis.openapi.from_url(f"{base}/api/openapi.json")
         forms = [r.ok() for r in schema.get_all_operations() if r.ok().method.upper() == "POST"]
-        assert len(forms) == 3
+        assert {"/subscribe", "/subscribe/confirm", "/unsubscribe"} <= {f.path for f in forms}  # and the pings
         for operation in forms:
             fuzz(operation, GenerationMode.POSITIVE, base)
             fuzz(operation, GenerationMode.NEGATIVE, base)
