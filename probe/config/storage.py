@@ -64,8 +64,7 @@ def _postgresql(url: str) -> StorageTarget:
     if not hosts:
         raise ValueError("names no host (postgresql://user@host:5432/dbname)")
     for pair in hosts.split(","):
-        host, _, port = pair.rpartition(":") if not pair.endswith("]") else (pair, "", "")
-        host = host or pair
+        host, _, port = pair.rpartition(":") if ":" in pair and not pair.endswith("]") else (pair, "", "")
         if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
             raise ValueError(f'has a bad host:port "{pair}"')
     database = unquote(parts.path.lstrip("/"))

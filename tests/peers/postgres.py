@@ -61,6 +61,9 @@ class PostgresServer:
             # Loopback only; a throwaway cluster need not survive a power cut (fsync off).
             conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = ''\n"
                        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n")
+        # Loopback only, and no password but for the role `pw`, which the wrong-password test uses.
+        (self.data / "pg_hba.conf").write_text("host all pw 127.0.0.1/32 scram-sha-256\n"
+                                               "host all all 127.0.0.1/32 trust\n")
         self.pg_ctl("start")
         return self
 

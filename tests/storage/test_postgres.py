@@ -49,7 +49,7 @@ async def test_validate_names_a_bad_storage_url_in_one_line(write_config, url, p
     code, out, err = await probe_cli("validate", "-c", storage_config(write_config, url))
     assert code == 2 and "Traceback" not in err
     (line,) = err.strip().splitlines()
-    assert line.startswith("cfg.toml: storage url ") and problem in line
+    assert line.startswith("cfg.toml: storage: url ") and problem in line
 
 
 async def test_validate_never_shows_the_password_of_a_bad_url(write_config):
@@ -61,7 +61,7 @@ async def test_validate_never_shows_the_password_of_a_bad_url(write_config):
 async def test_a_path_and_a_url_together_are_one_config_error(write_config):
     path = storage_config(write_config, "sqlite:///a.db", extra='path = "b.db"')
     code, _, err = await probe_cli("validate", "-c", path)
-    assert code == 2 and err.strip() == "cfg.toml: storage url and path name two places for the data: set one of them"
+    assert code == 2 and err.strip() == "cfg.toml: storage: url and path name two places for the data: set one of them"
 
 
 async def test_an_unreachable_server_is_one_line_after_the_retries_and_exit_1(write_config, tmp_path):

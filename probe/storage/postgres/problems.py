@@ -26,6 +26,7 @@ _SQLSTATES = {
     "25006": "read-only", "57P01": "server shutting down", "57P02": "server shutting down",
     "57P03": "server starting or shutting down", "08006": "connection lost", "08003": "connection lost",
     "08001": "cannot connect", "08004": "connection refused by the server", "57014": "statement timed out",
+    "42501": "no permission",
 }
 _ERRNOS = {errno.ECONNREFUSED: "connection refused", errno.EHOSTUNREACH: "server unreachable",
            errno.ENETUNREACH: "server unreachable", errno.ETIMEDOUT: "connection timed out"}
