@@ -75,3 +75,17 @@ async def test_a_history_copied_to_postgresql_and_back_serves_the_same_pages(wri
 
     code, _, err = await probe_cli("storage", "copy", "-c", str(path), "--to", url)  # not into one with data
     assert code == 1 and "is not empty" in err and "copy only into a new database" in err
+
+
+async def test_the_same_history_written_through_sqlite_and_through_postgresql_serves_the_same_bytes(
+        write_config, postgres):
+    """Not a copy: each engine's own writer, rollups and reads, from the same results."""
+    now = now_ms()
+    in_sqlite = await make_history(write_config, extra=MAINTENANCE, now=now)
+    in_postgres = await make_history(write_config, extra=MAINTENANCE, now=now, url=postgres.create_database(),
+                                     name="pg.toml")
+    sqlite_pages, sqlite_rows = await pages_and_rows(in_sqlite, now)
+    postgres_pages, postgres_rows = await pages_and_rows(in_postgres, now)
+    assert sqlite_rows == postgres_rows
+    for route, body in sqlite_pages.items():
+        assert postgres_pages[route] == body, route

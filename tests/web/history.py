@@ -83,15 +83,18 @@ def status_at(monitor_id: str, ts: int, now: int) -> tuple[Status, str]:
     return Status.UP, "connected"
 
 
-async def make_history(write_config, language: str = "en", days: int = 90, extra: str = ""):
-    """Write the config (plus `extra` TOML), fill its database with `days` of history; return its path."""
-    path = write_config(CONFIG.replace("{language}", language) + extra)
+async def make_history(write_config, language: str = "en", days: int = 90, extra: str = "", now: int | None = None,
+                       url: str = "", name: str = "cfg.toml"):
+    """Write the config (plus `extra` TOML), fill its database with `days` of history up to `now`
+    (default: now); return its path. `url`: keep it there instead of the file probe.db."""
+    text = CONFIG.replace("{language}", language) + extra
+    path = write_config(text.replace('path = "probe.db"', f'url = "{url}"') if url else text, name)
     config = load_config(path)
     probe = Probe(config, flush_interval=0.05)
     await probe.store.open()
     await probe._load_monitors(config.monitors)
     await probe.engine.restore(config.monitors)
-    now = now_ms()
+    now = now if now is not None else now_ms()
     start = now - days * DAY_MS
     start -= start % (INTERVAL_S * 1000)  # on the 20-minute grid, so outages are whole checks
     await probe.maintenance.sync(config.maintenance, start)  # the config has had its windows all along

@@ -354,6 +354,17 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
         log.info("pruned raw results deleted=%d", deleted)
         return deleted
 
+    # ---- the outbox claim -------------------------------------------------------------
+
+    async def outbox_claim(self, delivery_id: int, attempts: int) -> bool:
+        """Count an attempt on a row still as it was read, skipping a row another session holds
+        (FOR UPDATE SKIP LOCKED, as Oban and River claim jobs): two processes that both read the row
+        (a leader and its successor, for a moment) cannot both claim it."""
+        counts = await self._write_with_journal([(
+            "WITH c AS (SELECT id FROM deliveries WHERE id=? AND state='pending' AND attempts=? FOR UPDATE SKIP LOCKED)"
+            " UPDATE deliveries d SET attempts = d.attempts + 1 FROM c WHERE d.id = c.id", (delivery_id, attempts))])
+        return counts[-1] == 1
+
     # ---- tools: probe storage copy | check --------------------------------------------
 
     async def import_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple], replace: bool = False) -> None:
