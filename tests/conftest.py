@@ -1,6 +1,7 @@
 """Fixtures shared across the suite: config files and real SQLite stores in tmp_path."""
 from __future__ import annotations
 
+import os
 import ssl
 import textwrap
 from pathlib import Path
@@ -27,7 +28,9 @@ def write_config(tmp_path, request):
 
     def write(text: str, name: str = "cfg.toml") -> Path:
         text = textwrap.dedent(text)
-        if "engine" in request.fixturenames and request.getfixturevalue("engine") == "postgresql":
+        per_engine = "engine" in request.fixturenames
+        on_postgres = request.getfixturevalue("engine") == "postgresql" if per_engine else ALL_ON_POSTGRES
+        if on_postgres:
             database[:] = database or [request.getfixturevalue("postgres").create_database()]
             if 'path = "probe.db"' in text:
                 text = text.replace('path = "probe.db"', f'url = "{database[0]}"')
@@ -68,6 +71,9 @@ def postgres():
 
 
 ENGINES = ["sqlite", "postgresql"]
+# PROBE_TEST_ENGINE=postgresql runs every test that writes a config with path = "probe.db" on
+# PostgreSQL instead (by hand: the suite runs the storage-semantics tests on both engines anyway).
+ALL_ON_POSTGRES = os.environ.get("PROBE_TEST_ENGINE") == "postgresql"
 
 
 @pytest.fixture(params=ENGINES)
