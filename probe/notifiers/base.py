@@ -62,6 +62,8 @@ class Message:
             return f"incident:{self.incident_id}"
         if self.key.startswith("maintenance-"):  # maintenance-start:<window>, maintenance-end:<window>
             return "maintenance:" + self.key.partition(":")[2]
+        if self.event.startswith("connectivity_"):  # lost, then restored: never the other way round
+            return "connectivity"
         return self.key
 
     @property

@@ -78,3 +78,12 @@ async def test_a_channel_sends_incidents_side_by_side_and_each_incident_in_order
 async def _all_answered(hook: TimingHook, count: int) -> bool:
     return len(hook.spans) >= count
 
+
+
+def test_connectivity_notices_share_one_lane_so_restored_never_overtakes_lost():
+    from tests.notifiers.conftest import down_message
+    lost = down_message(key="connectivity_lost:1000", event="connectivity_lost", incident_id=None)
+    restored = down_message(key="connectivity_restored:1000", event="connectivity_restored", incident_id=None)
+    other = down_message(key="connectivity_lost:2000", event="connectivity_lost", incident_id=None)
+    assert lost.lane == restored.lane == other.lane  # one at a time, in the order they were queued
+    assert down_message(incident_id=7).lane != lost.lane
