@@ -99,10 +99,11 @@ def process(argv: list[str], **kwargs):
 
 
 def write_probe_config(folder: Path, monitors: list[str], *, interval: str, timeout: str = "5s",
-                       extra: str = "", defaults: str = "") -> tuple[Path, int]:
-    """A config with one HTTP monitor per URL in `monitors`; returns (path, web port)."""
+                       extra: str = "", defaults: str = "", storage: str = 'path = "probe.db"') -> tuple[Path, int]:
+    """A config with one HTTP monitor per URL in `monitors`; returns (path, web port).
+    `storage`: the [storage] lines (bench/engines.py's `Database.storage_toml()` for either engine)."""
     port = free_port()
-    lines = [f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\npath = "probe.db"\n'
+    lines = [f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\n{storage}\n'
              f'[page]\ntitle = "Bench"\n[defaults]\ninterval = "{interval}"\ntimeout = "{timeout}"\n{defaults}\n{extra}\n']
     for i, url in enumerate(monitors):
         lines.append(f'[[monitors]]\nid = "m{i}"\ngroup = "g{i % 20}"\ntype = "http"\nurl = "{url}"\n')
@@ -137,17 +138,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def count_results(db: Path, start_ms: int, end_ms: int, where: str = "1") -> int:
+def query(db, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows from a SQLite file (a Path) or from bench/engines.py's `Database` (either engine)."""
+    if hasattr(db, "query"):
+        return db.query(sql, params)
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def count_results(db, start_ms: int, end_ms: int, where: str = "true") -> int:
     """Results of checks that started in [start_ms, end_ms) (and matching `where`)."""
-    with sqlite3.connect(db) as conn:
-        return conn.execute(f"SELECT count(*) FROM results WHERE ts >= ? AND ts < ? AND {where}",
-                            (start_ms, end_ms)).fetchone()[0]
+    return query(db, f"SELECT count(*) FROM results WHERE ts >= ? AND ts < ? AND {where}", (start_ms, end_ms))[0][0]
 
 
-def lateness(db: Path, start_ms: int, end_ms: int) -> list[int]:
-    with sqlite3.connect(db) as conn:
-        return sorted(r[0] for r in conn.execute("SELECT late FROM results WHERE ts >= ? AND ts < ?",
-                                                 (start_ms, end_ms)))
+def lateness(db, start_ms: int, end_ms: int) -> list[int]:
+    return sorted(r[0] for r in query(db, "SELECT late FROM results WHERE ts >= ? AND ts < ?", (start_ms, end_ms)))
 
 
 def pct(values: list[float], q: float) -> float:
