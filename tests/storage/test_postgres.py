@@ -201,3 +201,34 @@ async def _after(url: str, outage_from: float, outage_to: float) -> tuple[dict, 
     gaps = {key: [(a, b) for a, b in zip(ts, ts[1:]) if b - a > 2500] for key, ts in by_monitor.items()}
     assert len(by_monitor) == 50
     return {k: v for k, v in gaps.items() if v}, [tuple(r) for r in incidents]
+
+
+async def test_buckets_read_as_rows_give_the_shared_querys_sums(postgres, tmp_path):
+    """PostgreSQL reads single-bucket segments as one range per resolution (fast cold page);
+    every value must be what the shared query's per-bucket sums give: sparse, repeated, mixed with ranges."""
+    from types import SimpleNamespace
+
+    from probe.core.calendar import HOUR_MS
+    from probe.core.models import ResultRecord, Status
+    from probe.storage.reads import Reads
+    from probe.storage.rollcache import DAILY, HOURLY
+    store = open_storage(parse_storage_url(postgres.create_database(), tmp_path), Calendar("UTC"), flush_interval=0.01)
+    await store.open()
+    try:
+        await store.sync_monitors([SimpleNamespace(id=k, display_name=k, type="tcp", group="", interval=600.0)
+                                   for k in ("a", "b", "c")])
+        day = 20_000 * 24 * HOUR_MS
+        for n in range(30):  # 50 hours, every 100 min; "c" only in the first hours
+            ts = day + n * 100 * 60_000
+            for key in ("a", "b") if n > 3 else ("a", "b", "c"):
+                status = Status.DOWN if (n + len(key)) % 7 == 0 else Status.UP
+                store.submit_result(ResultRecord(key, ts, ts, status, "r", 10.0 + n / 3), 600)
+        await store.flush()
+        hours = [day + h * HOUR_MS for h in (0, 1, 2, 5, 5, 30, 48)]  # 2: no rows
+        segments = ([(HOURLY, h, h + 1) for h in hours] + [(HOURLY, day, day + 24 * HOUR_MS)]
+                    + [(DAILY, day, day + 1), (DAILY, day + 24 * HOUR_MS, day + 24 * HOUR_MS + 1)])
+        mine = sorted(await store.rollup_totals(segments))
+        assert mine == sorted(await Reads.rollup_totals(store, segments))
+        assert {row[0] for row in mine} == set(range(len(segments))) - {2}
+    finally:
+        await store.close()
