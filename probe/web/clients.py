@@ -20,7 +20,7 @@ from probe.web.keys import PROBE
 def client_address(request: web.Request) -> str:
     peer = request.remote or "?"
     proxies = request.app[PROBE].config.server.proxies
-    if _from_the_front(request):  # probe run's own front process (web/front.py): it names the client
+    if from_the_front(request):  # probe run's own front process (web/front.py): it names the client
         peer = "?"
     elif not proxies or not _listed(peer, proxies):
         return peer
@@ -31,7 +31,7 @@ def client_address(request: web.Request) -> str:
     return peer
 
 
-def _from_the_front(request: web.Request) -> bool:
+def from_the_front(request: web.Request) -> bool:
     """A request over the private Unix socket: only the front process can connect there."""
     transport = request.transport
     return transport is not None and isinstance(transport.get_extra_info("sockname"), str)

@@ -12,6 +12,11 @@ serves its application on a private Unix socket and starts this process on `[ser
 - Everything else (admin API, forms, /healthz, /metrics, a miss) is passed through, at most
   UPSTREAM_AT_ONCE at a time: a flood of uncached URLs queues here instead of in the loop
   that times the checks.
+- Pings for push monitors (/ping/..., /api/push/...) are taken here and handed over in
+  batches (Pings): whatever arrived while the last batch was on its way goes in one request,
+  and each ping gets the answer the application gave it. Cron jobs by the thousand cost the
+  checking process one request per batch, not one per ping; their own limit is per token,
+  in the application.
 - The client's address goes along in X-Forwarded-For (appended, as any proxy does); the probe
   process trusts that header from its socket only (web/clients.py).
 - It runs at a lower CPU priority (nice 10) and answers at most REQUESTS_PER_S a second, so
@@ -42,11 +47,16 @@ from aiohttp import web
 from yarl import URL
 
 from probe.web import refusals
+from probe.web.ping_urls import FROM_THE_FRONT, first_bytes, route_of
 
 log = logging.getLogger("probe.front")
 
 UPSTREAM_AT_ONCE = 16
 REQUESTS_PER_S = 2000  # the most this process answers (Pace); a bigger crowd wants a CDN in front
+PINGS_PER_S = 20000  # pings are paced apart: they are cheap for the checking process once batched
+PINGS_AT_ONCE = 1000  # the most in one batch
+PING_METHODS = ("GET", "HEAD", "POST")
+SECURITY_HEADERS = ("X-Content-Type-Options", "Referrer-Policy", "Content-Security-Policy")
 FRONT_NICENESS = 10  # os.nice: the checks come first when the CPUs are short
 CACHE_ENTRIES, CACHE_BYTES = 1000, 64 * 2**20
 FOLLOW_EVERY_S = 0.2  # how often the probe process looks whether what the public sees changed
@@ -74,6 +84,7 @@ class Front:
         self.gate = asyncio.Semaphore(UPSTREAM_AT_ONCE)
         self.session: aiohttp.ClientSession | None = None
         self.pace = Pace(REQUESTS_PER_S)
+        self.pings = Pings(self)
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
@@ -86,6 +97,10 @@ class Front:
             await self.session.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/_front/"):  # the front's own way in: never from outside
+            return web.Response(status=404, text="not found")
+        if request.method in PING_METHODS and route_of(request.path) is not None:
+            return self._answer(request, await self.pings.report(request))
         await self.pace.take()
         key = self._key(request)
         if key is None:
@@ -173,9 +188,56 @@ class Front:
         if kept.etag and etags and kept.status == 200 and (etags.strip() == "*" or kept.etag in etags):
             headers = [(k, v) for k, v in kept.headers if k.lower() not in ("content-type", "content-encoding")]
             return web.Response(status=304, headers=headers)
-        response = web.Response(status=kept.status, body=kept.body if request.method != "HEAD" else None)
+        # aiohttp sends no body to a HEAD but keeps its length; a HEAD passed through came back empty
+        response = web.Response(status=kept.status, body=kept.body if request.method != "HEAD" or kept.body else None)
         response.headers.extend(kept.headers)
         return response
+
+
+class Pings:
+    """Pings handed to the application in batches, one batch on its way at a time, so that a
+    job's /start and its success arrive in the order it sent them."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.pace = Pace(PINGS_PER_S)
+        self.waiting: list[tuple[list, asyncio.Future]] = []
+        self.sender: asyncio.Task | None = None
+
+    async def report(self, request: web.Request) -> Kept:
+        await self.pace.take()
+        at_ms = time.time_ns() // 1_000_000  # when it arrived, not when its batch is handed over
+        body = await first_bytes(request.content) if request.method == "POST" else b""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(([request.method, request.raw_path, body.decode("latin-1"), at_ms], future))
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.create_task(self._send_all(), name="front-pings")
+        return await asyncio.shield(future)
+
+    async def _send_all(self) -> None:
+        await asyncio.sleep(0)  # the pings that arrive in this turn of the loop go together
+        while self.waiting:
+            batch, self.waiting = self.waiting[:PINGS_AT_ONCE], self.waiting[PINGS_AT_ONCE:]
+            answers = await self._send([item for item, _ in batch])
+            for (_, future), kept in zip(batch, answers):
+                if not future.done():
+                    future.set_result(kept)
+
+    async def _send(self, items: list[list]) -> list[Kept]:
+        try:
+            async with self.front.gate:
+                async with self.front.session.post("http://probe" + FROM_THE_FRONT, json=items) as upstream:
+                    upstream.raise_for_status()
+                    answers = await upstream.json()
+                    secure = [(k, upstream.headers[k]) for k in SECURITY_HEADERS if k in upstream.headers]
+            if len(answers) != len(items):
+                raise ValueError(f"{len(answers)} answers to {len(items)} pings")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.error("the probe process did not take %d pings error=%s", len(items), exc)
+            return [Kept(0.0, 502, [("Content-Type", "text/plain")], b"502 the probe process did not answer\n", None)
+                    ] * len(items)
+        return [Kept(0.0, status, [*((k, v) for k, v in headers if k.lower() not in HOP_BY_HOP), *secure],
+                     body.encode("latin-1"), None) for status, headers, body in answers]
 
 
 class Pace:
