@@ -46,11 +46,11 @@ class DingTalk(HttpNotifier):
     limits = ((20, 60.0),)
 
     def request(self, message: Message) -> Request:
-        text = render(message, "markdown")
-        if self.options.at_mobiles:  # DingTalk only notifies the people named in the text too
-            text += "\n\n" + " ".join(f"@{m}" for m in self.options.at_mobiles)
+        # DingTalk only notifies the people named in the text too: the message is cut, never them
+        mentions = "\n\n" + " ".join(f"@{m}" for m in self.options.at_mobiles) if self.options.at_mobiles else ""
+        text = cut_bytes(render(message, "markdown"), BODY_LIMIT - 1024 - len(mentions.encode())) + mentions
         doc = {"msgtype": "markdown",
-               "markdown": {"title": cut_chars(headline(message), 64), "text": cut_bytes(text, BODY_LIMIT - 1024)},
+               "markdown": {"title": cut_chars(headline(message), 64), "text": text},
                "at": {"atMobiles": list(self.options.at_mobiles), "isAtAll": self.options.at_all}}
         url = self.options.url
         if not self.options.secret:

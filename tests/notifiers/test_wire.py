@@ -126,6 +126,18 @@ async def test_dingtalk_markdown_is_cut_so_the_message_stays_within_20000_bytes(
     assert "故障" in text and "数据库连接失败。" in text
 
 
+async def test_dingtalk_cuts_a_long_message_but_never_the_people_it_mentions(receiver, session):
+    receiver.json_default({"errcode": 0, "errmsg": "ok"})
+    long = down_message(language="zh-CN", body="数据库连接失败。" * 2000)
+    await make_notifier(type="dingtalk", url=receiver.url + "/robot/send?access_token=T",
+                        at_mobiles=["13800000000", "13900000000"]).send(long, session)
+    (req,) = receiver.requests
+    text = req.json["markdown"]["text"]
+    assert len(req.body) <= 20_000
+    assert text.endswith("…\n\n@13800000000 @13900000000")  # the body cut, the mentions whole after it
+    assert req.json["at"]["atMobiles"] == ["13800000000", "13900000000"]
+
+
 async def test_telegram_text_over_4096_characters_falls_back_to_the_headline_and_link(receiver, session):
     receiver.json_default({"ok": True, "result": {"message_id": 1}})
     notifier = make_notifier(type="telegram", url=receiver.url, token="t", chat_id="1")
