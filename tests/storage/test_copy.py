@@ -2,6 +2,8 @@
 and the page, the v1 and v2 APIs and the stored rows are the same at every step."""
 from __future__ import annotations
 
+import asyncpg
+
 from probe.config.loader import load_config
 from probe.core.models import MaintenanceWindow
 from probe.core.units import now_ms
@@ -52,6 +54,15 @@ async def pages_and_rows(path, now: int) -> tuple[dict, dict]:
         await probe.store.close()
 
 
+async def analyzed_tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")
+    finally:
+        await conn.close()
+    return {row["relname"] for row in rows}
+
+
 async def test_a_history_copied_to_postgresql_and_back_serves_the_same_pages(write_config, postgres, tmp_path):
     path = await make_history(write_config, extra=MAINTENANCE)
     await with_subscribers_and_deliveries(path)
@@ -63,6 +74,7 @@ async def test_a_history_copied_to_postgresql_and_back_serves_the_same_pages(wri
     code, out, err = await probe_cli("storage", "copy", "-c", str(path), "--to", url)
     assert code == 0, err
     assert "row counts verified" in out
+    assert await analyzed_tables(url) >= {"results", "rollups", "incidents"}  # the planner knows the copy
     on_postgres = path.with_name("pg.toml")
     on_postgres.write_text(path.read_text().replace('path = "probe.db"', f'url = "{url}"'))
     assert await pages_and_rows(on_postgres, now) == (pages, counts)
