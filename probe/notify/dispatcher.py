@@ -131,7 +131,11 @@ class Dispatcher:
         update = await store.incident_update_at(incident_id, at_ms, kind)
         body, author, status = (update.body, update.author, update.status) if update else (None, "probe",
                                                                                             incident.status)
-        later = incident.resolved_ms is not None and at_ms < incident.resolved_ms
+        # Before the resolution: earlier, or in the same millisecond unless it is the resolution
+        # itself or comes after it by nature (an operator's open, update and resolve can share one).
+        later = incident.resolved_ms is not None and (
+            at_ms < incident.resolved_ms
+            or (at_ms == incident.resolved_ms and kind not in (EventKind.RESOLVED, EventKind.POSTMORTEM)))
         incident = dataclasses.replace(incident, status=status, resolved_ms=None if later else incident.resolved_ms)
         return IncidentEvent(event_id, EventKind(kind), at_ms, incident, reason, body, author)
 

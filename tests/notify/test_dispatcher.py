@@ -348,10 +348,17 @@ async def _has_results(probe, count: int, since_ms: int = 0) -> bool:
     return len(await probe.store.results("web", since_ms=since_ms)) >= count
 
 
-async def test_an_event_rebuilt_from_the_file_says_what_the_incident_was_then(write_config):
+@pytest.mark.parametrize("one_millisecond", [False, True], ids=["moments apart", "in one millisecond"])
+async def test_an_event_rebuilt_from_the_file_says_what_the_incident_was_then(write_config, monkeypatch,
+                                                                             one_millisecond):
     """The intake may read an event from the file before the bus delivers it (or after a
-    restart): the message must carry the status of that moment, not today's."""
+    restart): the message must carry the status of that moment, not today's, even when an
+    operator's open, update and resolve fall in one millisecond."""
+    from probe.engine import operator as operator_module
     from probe.engine.operator import NewIncident, Operator
+    if one_millisecond:
+        frozen = operator_module.now_ms()
+        monkeypatch.setattr(operator_module, "now_ms", lambda: frozen)
     probe = await started(write(write_config, "http://127.0.0.1:9/", "", "[]"))
     try:
         probe.scheduler.unschedule("web")
