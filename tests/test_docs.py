@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 from probe import checks, notifiers
+from probe.config.cluster import ClusterConfig
 from probe.config.loader import SECTIONS, MonitorSettings
 from probe.config.maintenance import MaintenanceConfig
 from probe.config.schema import field_types
@@ -39,6 +40,7 @@ def test_every_config_key_is_documented_in_the_example():
     for check in checks.REGISTRY.values():
         keys |= set(field_types(check.Options))
     keys |= set(field_types(notifiers.base.NotifierSettings)) | set(field_types(MaintenanceConfig))
+    keys |= set(field_types(ClusterConfig))
     keys |= (set(field_types(SubscribersConfig)) - {"webhooks"}) | set(field_types(WebhookSubscriber))
     for channel in notifiers.REGISTRY.values():
         keys |= {k.rstrip("_") for k in field_types(channel.Options)}

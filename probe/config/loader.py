@@ -16,6 +16,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from probe import checks
+from probe.config.cluster import ClusterConfig, check_monitors, parse_cluster
 from probe.config.maintenance import parse_maintenance
 from probe.config.schema import (
     Duration,
@@ -156,6 +157,9 @@ class MonitorSettings:
     show_target: bool = False
     notify: tuple[str, ...] = ()  # ids of [[notifiers]] told about this monitor's incidents
     depends_on: tuple[str, ...] = ()  # ids of monitors it needs: while one has an incident, that one speaks for it
+    locations: tuple[str, ...] = ()  # [cluster]: where it is checked from (default: every location)
+    confirm: int | None = None  # [cluster]: how many of its locations must see it failing (default: a majority)
+    source_address: str = ""  # bind outgoing checks to this local address ("" : the system's choice)
 
     def problems(self):
         yield from positive("interval", self.interval, duration=True)
@@ -166,6 +170,12 @@ class MonitorSettings:
         yield from at_least("failure_threshold", self.failure_threshold, 1)
         yield from at_least("success_threshold", self.success_threshold, 1)
         yield from positive("degraded_latency", self.degraded_latency, duration=True)
+        yield from at_least("confirm", self.confirm, 1)
+        if self.source_address:
+            try:
+                ipaddress.ip_address(self.source_address)
+            except ValueError:
+                yield "source_address", f'must be an IP address of this host, e.g. "192.0.2.10" (got {show(self.source_address)})'
 
 
 COMMON_KEYS = frozenset(field_types(MonitorSettings))
@@ -199,6 +209,7 @@ class Config:
     notifiers: tuple[Any, ...] = ()  # notifiers.NotifierConfig, one per [[notifiers]]
     maintenance: tuple[Any, ...] = ()  # probe.maintenance windows, one per [[maintenance]]
     subscribers: SubscribersConfig = field(default_factory=SubscribersConfig)
+    cluster: ClusterConfig | None = None  # several instances on one PostgreSQL; None: one process
 
     @property
     def database_path(self) -> Path:
@@ -215,7 +226,7 @@ class Config:
 
 
 SECTIONS = {"server": ServerConfig, "storage": StorageConfig, "page": PageConfig, "stats": StatsConfig}
-TOP_LEVEL = set(SECTIONS) | {"defaults", "monitors", "notifiers", "maintenance", "subscribers"}
+TOP_LEVEL = set(SECTIONS) | {"defaults", "monitors", "notifiers", "maintenance", "subscribers", "cluster"}
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -271,8 +282,11 @@ def parse_config(data: dict[str, Any], path: Path, problems: Problems) -> Config
     _check_notify_ids(monitors, _entry_ids(data.get("notifiers")), problems)
     subscribers = parse_subscribers(data.get("subscribers", {}), channels, sections["page"],
                                     {m.group for m in monitors if m.group}, problems)
+    cluster = parse_cluster(data.get("cluster"), problems)
+    if cluster is not None or "cluster" not in data:  # a broken [cluster] was reported: nothing to check against
+        check_monitors(monitors, cluster, defaults, sections["storage"], problems)
     return Config(path=path.resolve(), monitors=monitors, notifiers=channels, maintenance=windows,
-                  subscribers=subscribers, **sections)
+                  subscribers=subscribers, cluster=cluster, **sections)
 
 
 def _check_keys_unique(monitors, problems: Problems) -> None:

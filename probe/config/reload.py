@@ -4,7 +4,7 @@ Validate first. A config with mistakes changes nothing: the process keeps runnin
 old one and says why (log lines, /healthz `config.error`, GET /api/v1/admin/config). A
 good one is applied without a restart: monitors added, removed or changed take effect,
 and unchanged ids keep their history and open incidents. `[server]` (the listening
-address, tokens) and `[storage] path` are read at start only: a change there is logged
+address, tokens), `[cluster]` (the instance's name and location) and `[storage] path` are read at start only: a change there is logged
 and waits for a restart, since swapping the database or the socket under a running
 process would lose results.
 """
@@ -33,6 +33,7 @@ class ConfigWatcher:
         self.error: list[str] | None = None  # the problems of the last attempt, if it failed
         self.pending_restart: list[str] = []
         self.running_server = probe.config.server  # what the socket and tokens were set up from, at start
+        self.running_cluster = probe.config.cluster  # the instance's name and place in the cluster, from start
         self._digest = self._read_digest()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
@@ -109,4 +110,5 @@ class ConfigWatcher:
     def _restart_only_changes(self, config: Config) -> list[str]:
         """Compared with what runs (set up at start), not with the last file: a change reverted
         before a restart needs none."""
-        return ["[server]"] if config.server != self.running_server else []
+        return (["[server]"] if config.server != self.running_server else []) \
+            + (["[cluster]"] if config.cluster != self.running_cluster else [])

@@ -118,6 +118,21 @@ EXPECTED = {
                               '(got "https://shop.example.com:99999/")'],
     "invalid-url-scheme.toml": ['monitors[0] "shop": url must start with http:// or https:// '
                                 '(got "htps://shop.example.com/")'],
+    # --- [cluster]: several instances on one PostgreSQL ----------------------------------------
+    "invalid-cluster-sqlite.toml": ['cluster needs PostgreSQL storage ([storage] url = "postgresql://..."): several '
+                                    'instances share one database, and a SQLite file serves one process'],
+    "invalid-cluster-locations.toml": ['defaults: locations must name locations of [cluster] (fra, sgp) (got "iad")',
+                                       'monitors[1] "api": confirm must be at most the number of its locations, 1 '
+                                       '(got 2)'],
+    "invalid-cluster-location.toml": ['cluster: instance must be a name of letters, digits, \'.\', \'_\' or \'-\' '
+                                      '(at most 63), e.g. "fra-1" (got "fra 1")',
+                                      'cluster: location must be one of locations (fra, sgp) (got "FRA")',
+                                      'cluster: heartbeat must be at least 100ms (got 0ms)'],
+    "invalid-locations-without-cluster.toml": [
+        'defaults: confirm needs a [cluster] section (several instances checking from several locations)',
+        'monitors[0] "web": locations needs a [cluster] section (several instances checking from several locations)'],
+    "invalid-source-address.toml": ['monitors[0] "web": source_address must be an IP address of this host, e.g. '
+                                    '"192.0.2.10" (got "eth0")'],
 }
 # The ones most likely to escape as an exception, run as a real `probe validate` process.
 AS_A_PROCESS = ["invalid-bad-utf8.toml", "invalid-infinite-timeout.toml", "invalid-smart-quotes.toml",
@@ -300,3 +315,85 @@ def test_a_monitor_may_only_notify_channels_that_exist(write_config):
             notify = ["nobody"]
         """))
     assert caught.value.problems == ['cfg.toml: monitors[0] "web": notify names no [[notifiers]] entry (got "nobody")']
+
+
+CLUSTER = """
+    [storage]
+    url = "postgresql://probe@db.internal/probe"
+    [cluster]
+    instance = "${PROBE_TEST_INSTANCE}"
+    location = "${PROBE_TEST_LOCATION}"
+    locations = { fra = "Frankfurt", sgp = "Singapore", iad = "Ashburn" }
+    [defaults]
+    source_address = "${PROBE_TEST_SOURCE}"
+    [[monitors]]
+    id = "web"
+    type = "http"
+    url = "https://example.com/"
+    [[monitors]]
+    id = "api"
+    type = "http"
+    url = "https://api.example.com/"
+    locations = ["fra", "sgp"]
+    confirm = 1
+"""
+
+
+def test_one_cluster_config_serves_every_instance_through_the_environment(write_config, monkeypatch):
+    from probe.config import schema
+    from probe.config.cluster import confirm_needed, monitor_locations
+    monkeypatch.setattr(schema, "_expanded", {})  # values seen in ${...} are hidden in later messages: not the corpus's
+    path = write_config(CLUSTER)
+    seen = []
+    for instance, location, source in (("fra-1", "fra", "127.0.0.2"), ("sgp-1", "sgp", "127.0.0.3")):
+        monkeypatch.setenv("PROBE_TEST_INSTANCE", instance)
+        monkeypatch.setenv("PROBE_TEST_LOCATION", location)
+        monkeypatch.setenv("PROBE_TEST_SOURCE", source)
+        config = load_config(path)
+        web, api = config.monitors
+        seen.append((config.cluster.instance, config.cluster.location, web.source_address))
+        assert config.cluster.names == {"fra": "Frankfurt", "sgp": "Singapore", "iad": "Ashburn"}
+        assert config.cluster.heartbeat == 2.0
+        # every location and a majority of them by default; the monitor's own otherwise
+        assert (monitor_locations(web, config.cluster), confirm_needed(web, config.cluster)) == (
+            ("fra", "sgp", "iad"), 2)
+        assert (monitor_locations(api, config.cluster), confirm_needed(api, config.cluster)) == (("fra", "sgp"), 1)
+    assert seen == [("fra-1", "fra", "127.0.0.2"), ("sgp-1", "sgp", "127.0.0.3")]
+
+
+def test_locations_may_be_a_list_of_ids_shown_as_they_are(write_config):
+    config = load_config(write_config("""
+        [storage]
+        url = "postgresql://probe@db.internal/probe"
+        [cluster]
+        instance = "a-1"
+        location = "a"
+        locations = ["a", "b", "c", "d"]
+        heartbeat = "500ms"
+        [[monitors]]
+        id = "web"
+        type = "http"
+        url = "https://example.com/"
+    """))
+    assert config.cluster.names == {"a": "a", "b": "b", "c": "c", "d": "d"}
+    assert config.cluster.heartbeat == 0.5
+    from probe.config.cluster import confirm_needed
+    assert confirm_needed(config.monitors[0], config.cluster) == 3  # a majority of four
+
+
+def test_without_a_cluster_section_a_config_is_what_it_was(write_config):
+    config = load_config(CORPUS.parent.parent / "config.example.toml")
+    assert config.cluster is None
+    assert all(m.locations == () and m.confirm is None and m.source_address == "" for m in config.monitors)
+
+
+def test_a_source_address_needs_no_cluster(write_config):
+    config = load_config(write_config("""
+        [[monitors]]
+        id = "db"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 5432
+        source_address = "127.0.0.2"
+    """))
+    assert config.cluster is None and config.monitors[0].source_address == "127.0.0.2"
