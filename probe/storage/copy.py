@@ -27,6 +27,8 @@ TABLES = (
     Table("reasons", ("id", "text"), ("id",)),
     Table("results", ("monitor", "ts", "late", "status", "latency_us", "flags", "reason", "details"),
           ("monitor", "ts")),
+    Table("location_results", ("monitor", "location", "ts", "late", "status", "latency_us", "flags", "reason",
+                                "details"), ("monitor", "location", "ts")),
     Table("rollups", ("monitor", "res", "start", "n_up", "n_degraded", "n_down", "up_ms", "degraded_ms", "down_ms",
                       "maint_ms", "maint_good_ms", "lat_n", "lat_sum", "lat_min", "lat_max", "lat_hist"),
           ("monitor", "res", "start")),

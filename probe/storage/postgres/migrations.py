@@ -179,6 +179,43 @@ MIGRATIONS: list[str] = [
         end_ms BIGINT NOT NULL
     );
     """,
+    # 9: several instances on one database ([cluster]): who is alive (the database's clock), who leads
+    # (the term fences a former leader's writes), each location's own results, and ids from sequences
+    """
+    CREATE TABLE cluster_instances (
+        instance TEXT PRIMARY KEY,
+        location TEXT NOT NULL,
+        version TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL DEFAULT 0,
+        token TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        seen_ms BIGINT NOT NULL
+    );
+    CREATE TABLE cluster_leader (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        term BIGINT NOT NULL,
+        instance TEXT NOT NULL,
+        since_ms BIGINT NOT NULL
+    );
+    INSERT INTO cluster_leader VALUES (1, 0, '', 0);
+    CREATE TABLE location_results (
+        monitor INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        late BIGINT NOT NULL,
+        status SMALLINT NOT NULL,
+        latency_us BIGINT,
+        flags SMALLINT NOT NULL DEFAULT 0,
+        reason INTEGER,
+        details TEXT,
+        PRIMARY KEY (monitor, location, ts)
+    );
+    CREATE SEQUENCE incidents_ids;
+    CREATE SEQUENCE incident_updates_ids;
+    CREATE SEQUENCE events_ids;
+    CREATE SEQUENCE reasons_ids;
+    """,
 ]
 
 

@@ -168,6 +168,40 @@ MIGRATIONS: list[str] = [
         end_ms INTEGER NOT NULL
     );
     """,
+    # 9: PostgreSQL's tables for several instances on one database ([cluster], which needs PostgreSQL):
+    # here they stay empty, so that both engines have the same tables and `storage copy` moves them
+    """
+    CREATE TABLE cluster_instances (
+        instance TEXT PRIMARY KEY,
+        location TEXT NOT NULL,
+        version TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL DEFAULT 0,
+        token TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        seen_ms INTEGER NOT NULL
+    );
+    CREATE TABLE cluster_leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        term INTEGER NOT NULL,
+        instance TEXT NOT NULL,
+        since_ms INTEGER NOT NULL
+    );
+    INSERT INTO cluster_leader VALUES (1, 0, '', 0);
+    -- Each location's own results of a monitor; `results` holds what they confirm together.
+    CREATE TABLE location_results (
+        monitor INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        late INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        latency_us INTEGER,
+        flags INTEGER NOT NULL DEFAULT 0,
+        reason INTEGER REFERENCES reasons(id),
+        details TEXT,
+        PRIMARY KEY (monitor, location, ts)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
