@@ -60,6 +60,9 @@ class ResultRecord:
     # Taken while probe's own network was down ([server] connectivity): a failure then says
     # nothing about the target, so it opens nothing and counts as no data.
     offline: bool = False
+    # [cluster]: the location whose check this is; "" for what the locations confirm together
+    # (and for every result of a single process), which is what incidents and the page go by
+    location: str = ""
 
     @property
     def late_ms(self) -> int:

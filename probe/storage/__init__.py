@@ -7,6 +7,7 @@ from __future__ import annotations
 from probe.storage.interface import (
     CertNotice,
     Delivery,
+    Fenced,
     NewDelivery,
     Storage,
     StoreError,
@@ -22,7 +23,8 @@ def open_storage(target, calendar, **options) -> Storage:
         return PostgresStore(target, calendar, **options)
     from probe.storage.sqlite import SqliteStore
     options.pop("connect_for", None)  # a file is there or not: nothing to wait for
+    options.pop("cluster", None)  # [cluster] needs PostgreSQL (the config says so)
     return SqliteStore(target.path, calendar, **options)
 
 
-__all__ = ["DAILY", "HOURLY", "CertNotice", "Delivery", "NewDelivery", "Storage", "StoreError", "open_storage"]
+__all__ = ["DAILY", "HOURLY", "CertNotice", "Delivery", "Fenced", "NewDelivery", "Storage", "StoreError", "open_storage"]

@@ -37,6 +37,10 @@ class StoreError(Exception):
     """The database cannot be opened or used: one line for the operator, no traceback."""
 
 
+class Fenced(Exception):
+    """[cluster]: a batch holding what this instance decided as leader met another leader's term."""
+
+
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
     """A message for one notifier (or subscriber target), queued in the outbox."""

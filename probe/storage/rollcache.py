@@ -58,6 +58,14 @@ class RollupCache:
             del self.ranges[key]
         self.derived.clear()
 
+    def forget_since(self, cutoff_ms: int) -> None:
+        """Drop whatever rows from `cutoff_ms` on contributed to: another process wrote there
+        ([cluster]: the leader), so these sums are read again when next asked for."""
+        self.buckets = {key: e for key, e in self.buckets.items() if key[1] < cutoff_ms}
+        for key in [key for key in self.ranges if key[2] > cutoff_ms]:
+            del self.ranges[key]
+        self.derived.clear()
+
     # ---- the writer's side ------------------------------------------------------------
 
     def apply(self, rows: Sequence[tuple], today_start: int) -> None:

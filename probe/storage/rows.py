@@ -32,15 +32,18 @@ class RowBuilder:
 
     async def _build_rows(self, batch: Batch) -> dict[str, list[tuple]]:
         reason_ids, new_reasons = await self._intern_reasons(r.reason for r, _ in batch.results)
-        results, buckets = [], {}
+        results, located, buckets = [], [], {}
         for record, interval_ms in batch.results:
             mid = self.monitor_ids.get(record.monitor_id)
             if mid is None:
                 continue  # removed from the config while its check was running
+            if record.location:  # one location's view ([cluster]): what they confirm together is rolled up
+                located.append((*result_row(mid, record, reason_ids[record.reason]), record.location))
+                continue
             results.append(result_row(mid, record, reason_ids[record.reason]))
             self.rollups.add(mid, record, interval_ms, buckets)
             batch.last[mid] = self.rollups.last[mid]
-        rows = {"reasons": new_reasons, "results": results,
+        rows = {"reasons": new_reasons, "results": results, "location_results": located,
                 "rollups": [b.row(*key) for key, b in buckets.items()]}
         rows.update(self._incident_rows(batch.events))
         return rows
@@ -57,16 +60,8 @@ class RowBuilder:
                 missing.add(text)
         new = []
         if missing:
-            known = {}
-            async with self._write_lock:
-                for chunk in _chunks(sorted(missing), 500):
-                    marks = ",".join("?" * len(chunk))
-                    known.update(await self._writer_fetch(f"SELECT text, id FROM reasons WHERE text IN ({marks})",
-                                                          chunk))
+            known, new = await self._reasons_of(missing)
             for text in missing:
-                if text not in known:
-                    known[text] = self.allocate_id("reasons")
-                    new.append((known[text], text))
                 ids[text] = known[text]
                 if len(text) <= REASON_CACHE_CHARS:
                     self._reasons[text] = known[text]
@@ -74,6 +69,18 @@ class RowBuilder:
                 self._reasons.popitem(last=False)
         return ids, new
 
+    async def _reasons_of(self, texts: set[str]) -> tuple[dict[str, int], list[tuple[int, str]]]:
+        """The ids of these texts: those the database knows, and new ones (id, text) to insert with the batch."""
+        known = {}
+        async with self._write_lock:
+            for chunk in _chunks(sorted(texts), 500):
+                marks = ",".join("?" * len(chunk))
+                known.update(await self._writer_fetch(f"SELECT text, id FROM reasons WHERE text IN ({marks})", chunk))
+        new = []
+        for text in sorted(texts - known.keys()):
+            known[text] = self.allocate_id("reasons")
+            new.append((known[text], text))
+        return known, new
 
     def _incident_rows(self, events: list[IncidentEvent]) -> dict[str, list[tuple]]:
         incidents, updates, rows = {}, [], []

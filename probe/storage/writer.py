@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from probe.core.models import IncidentEvent, ResultRecord
 from probe.core.units import now_ms
+from probe.storage.interface import Fenced
 from probe.storage.rollups import LastResult
 from probe.storage.writable import WriteState
 
@@ -56,6 +57,7 @@ class BatchWriter:
         self._pending = asyncio.Event()  # something is queued: the batch timer runs
         self._task: asyncio.Task | None = None
         self._subscribers: list[Callable[[list[IncidentEvent]], None]] = []
+        self.on_fenced: Callable[[], None] | None = None  # [cluster]: told when another instance leads
 
     def _start_writer(self) -> None:
         self._task = asyncio.create_task(self._run_writer(), name="store-writer")
@@ -156,6 +158,18 @@ class BatchWriter:
             if batch.rows is None:
                 batch.rows = await self._build_rows(batch)
             await self._commit(batch.rows)
+        except Fenced as exc:
+            # [cluster] Another instance leads now: what this one decided as leader (the confirmed
+            # results, their rollups, the engine's events) is not written; its locations' results are.
+            log.warning("no longer the leader; dropping what was decided as leader results=%d events=%d (%s)",
+                        sum(1 for r, _ in batch.results if not r.location),
+                        sum(1 for e in batch.events if e.author == "probe"), exc)
+            batch.results = [(r, i) for r, i in batch.results if r.location]
+            batch.events = [e for e in batch.events if e.author != "probe"]
+            batch.rows, batch.last = None, {}
+            if self.on_fenced is not None:
+                self.on_fenced()
+            return await self._commit_with_retry(batch)
         except self.WRITE_ERRORS as exc:
             # Disk full, read-only, I/O error: keep the batch and try again by itself, so
             # writing resumes without a restart once the operator frees space.

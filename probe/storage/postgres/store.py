@@ -10,7 +10,8 @@ the database it already backs up, replicates and fails over.
   with executemany (one round trip per batch, pipelined), upserting as SQLite's
   INSERT OR REPLACE does.
 - Migrations under an advisory lock (migrations.py); ids handed out by the process as in
-  SQLite (one writing process per database, which `probe run` enforces).
+  SQLite (one writing process per database, which `probe run` enforces), except for several
+  instances of a [cluster] (together.py: ids from sequences, the leader's rows fenced by its term).
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from probe.storage.interface import StoreError
 from probe.storage.journal import AnswerJournal
 from probe.storage.postgres.migrations import migrate
 from probe.storage.postgres.problems import WRITE_ERRORS, WriterElsewhere, problem_of
+from probe.storage.postgres.together import Together
+from probe.storage.postgres.tools import Tools
 from probe.storage.reads import Reads
 from probe.storage.records import Records, record_statement
 from probe.storage.rollcache import DAILY, HOURLY, RollupCache
@@ -79,6 +82,12 @@ FROM monitors m CROSS JOIN LATERAL (SELECT * FROM rollups WHERE monitor = m.id A
                                     AND start < $3 OFFSET 0) r
 WHERE r.start = ANY($4::bigint[])
 """
+_UPSERT_LOCATED = """
+INSERT INTO location_results (monitor, ts, late, status, latency_us, flags, reason, details, location)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+ON CONFLICT (monitor, location, ts) DO UPDATE SET late = excluded.late, status = excluded.status,
+  latency_us = excluded.latency_us, flags = excluded.flags, reason = excluded.reason, details = excluded.details
+"""
 _PLACEHOLDER = re.compile(r"\?")
 WRITER_LOCK = 0x70726F62  # "prob": held by the one process writing a database, for its life
 CONNECT_FOR_S = 30.0  # `probe run` keeps trying to reach the server this long at start
@@ -100,13 +109,13 @@ def _count(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
+class PostgresStore(Together, Tools, BatchWriter, RowBuilder, Reads, Records):
     WRITE_ERRORS = WRITE_ERRORS
     SUM_LATENCY = "sum(lat_sum ORDER BY start)"  # the order SQLite's index scan sums in
 
     def __init__(self, target: StorageTarget, calendar: Calendar | None = None, *, flush_interval: float = 0.2,
                  max_batch: int = 20_000, max_pending: int = 100_000, connect_for: float = CONNECT_FOR_S,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, cluster: bool = False) -> None:
         self.target = target
         self.read_only = read_only
         self.calendar = calendar or Calendar("UTC")
@@ -121,6 +130,8 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
         self._write_lock = asyncio.Lock()
         self._reasons: OrderedDict[str, int] = OrderedDict()
         self._next_ids: dict[str, int] = {}
+        self._intervals: dict[str, int] = {}  # monitor key -> interval, ms
+        self._init_together(cluster)
         # Outbox answers the server could not take (it was down): a local file, named after the database.
         digest = hashlib.sha256(target.display.encode()).hexdigest()[:16]
         self.journal = AnswerJournal(Path(tempfile.gettempdir()) / f"probe-{digest}")
@@ -139,6 +150,9 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
             await self._lock_writer(self.writer)
             await migrate(self.writer, self.target.display, StoreError)
             self.pool = await self._pool()
+            if self.cluster:
+                await self._catch_up_sequences(self.writer)
+                await self.reserve_ids()
             for table in ID_TABLES:
                 self._next_ids[table] = await self.writer.fetchval(f"SELECT coalesce(max(id), 0) + 1 FROM {table}")
             await self._load_monitors()
@@ -149,7 +163,11 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
             raise
         except WriterElsewhere as exc:
             await self.close()
-            raise StoreError(f"another probe is writing to this database ({exc}); one probe run per database") from None
+            if self.cluster:
+                raise StoreError(f"a probe run without [cluster] is writing to this database ({exc}); instances of "
+                                 "a cluster share a database only with each other") from None
+            raise StoreError(f"another probe is writing to this database ({exc}); one probe run per database"
+                             " (or give every instance the same [cluster] section)") from None
         except WRITE_ERRORS as exc:
             await self.close()
             raise StoreError(f"{problem_of(exc)} ({_words(exc)})") from None
@@ -157,8 +175,10 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
 
     async def _lock_writer(self, conn) -> None:
         """One writing process per database, as SQLite's file lock gives: the writer's connection holds a
-        session advisory lock, which the server releases when that connection ends (a kill -9 included)."""
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
+        session advisory lock, which the server releases when that connection ends (a kill -9 included).
+        The instances of a [cluster] hold it shared: they write together, and no single probe beside them."""
+        mode = "pg_try_advisory_lock_shared" if self.cluster else "pg_try_advisory_lock"
+        if await conn.fetchval(f"SELECT {mode}($1)", WRITER_LOCK):
             return
         holder = await conn.fetchrow(
             "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l JOIN pg_stat_activity a"
@@ -262,11 +282,14 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
                         await conn.execute("UPDATE monitors SET name=$1, type=$2, grp=$3 WHERE id=$4",
                                            m.display_name, m.type, m.group, self.monitor_ids[m.id])
                         continue
+                    # ON CONFLICT: instances of a cluster that start together add the same monitors
                     mid = await conn.fetchval("INSERT INTO monitors (key, name, type, grp, created_ms)"
-                                              " VALUES ($1,$2,$3,$4,$5) RETURNING id",
+                                              " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (key) DO UPDATE"
+                                              " SET name = excluded.name RETURNING id",
                                               m.id, m.display_name, m.type, m.group, now_ms())
                     self.monitor_ids[m.id], self.monitor_keys[mid] = mid, m.id
         for m in monitors:
+            self._intervals[m.id] = int(m.interval * 1000)
             await self._load_last(self.monitor_ids[m.id], int(m.interval * 1000))
 
     async def _load_last(self, mid: int, interval_ms: int) -> None:
@@ -289,11 +312,15 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
         async with self._write_lock:
             conn = await self._writer_conn()
             async with conn.transaction():
+                if self.cluster:
+                    await self._before_commit(conn, rows)
                 if rows["reasons"]:
                     await conn.executemany("INSERT INTO reasons (id, text) VALUES ($1,$2) ON CONFLICT DO NOTHING",
                                            rows["reasons"])
                 if rows["results"]:
                     await conn.executemany(_UPSERT_RESULT, rows["results"])
+                if rows["location_results"]:
+                    await conn.executemany(_UPSERT_LOCATED, rows["location_results"])
                 if rows["rollups"]:
                     await conn.executemany(_UPSERT_ROLLUP, rows["rollups"])
                 if rows["incidents"]:
@@ -307,6 +334,10 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
                 journalled = [record_statement(entry) for entry in self.journal.entries.values()]
                 for sql, params in journalled:  # the server is back: the outbox answers kept aside go in too
                     await conn.execute(numbered(sql), *params)
+                if self.cluster:
+                    await self._announce(conn, rows)
+            if self.cluster:
+                self._after_commit(rows)
             if journalled:
                 self.journal.clear()
                 log.info("the journalled outbox answers are in the database now count=%d", len(journalled))
@@ -354,6 +385,8 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
                 async with conn.transaction():
                     deleted += _count(await conn.execute("DELETE FROM results WHERE monitor=$1 AND ts<$2",
                                                          mid, now - int(raw_retention_s * 1000)))
+                    await conn.execute("DELETE FROM location_results WHERE monitor=$1 AND ts<$2",
+                                       mid, now - int(raw_retention_s * 1000))
                     await conn.execute("DELETE FROM rollups WHERE monitor=$1 AND res IN (0,1) AND start<$2",
                                        mid, now - int(rollup_retention_s * 1000))
                 self.sums.forget_before(now - int(rollup_retention_s * 1000))
@@ -373,54 +406,6 @@ class PostgresStore(BatchWriter, RowBuilder, Reads, Records):
             "WITH c AS (SELECT id FROM deliveries WHERE id=? AND state='pending' AND attempts=? FOR UPDATE SKIP LOCKED)"
             " UPDATE deliveries d SET attempts = d.attempts + 1 FROM c WHERE d.id = c.id", (delivery_id, attempts))])
         return counts[-1] == 1
-
-    # ---- tools: probe storage copy | check --------------------------------------------
-
-    async def import_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple], replace: bool = False) -> None:
-        async with self._write_lock:
-            conn = await self._writer_conn()
-            if replace:  # meta: a few rows, and the target's own calendar row is already there
-                marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-                await conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({columns[0]})"
-                    " DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:]), rows)
-            else:  # binary COPY: the fastest way in
-                await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-
-    async def finish_import(self) -> None:
-        """Identity columns go on from the largest id copied in; and the planner learns what was
-        copied in at once (ANALYZE), not when autovacuum comes round: before that, it took the
-        page's rollup query 14 s on 1,000 monitors x 90 days instead of 0.9 s."""
-        for table in ("monitors", "deliveries", "subscribers"):
-            await self.writer.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                                      f" greatest((SELECT max(id) FROM {table}), 1),"
-                                      f" (SELECT max(id) FROM {table}) IS NOT NULL)")
-        await self.writer.execute("ANALYZE")
-
-    async def check(self) -> list[tuple[str, str]]:
-        """(what, finding) lines for `probe storage check`, on a connection of its own, without
-        opening the store (nothing is created or migrated)."""
-        from probe.storage.postgres.migrations import MIGRATIONS, schema_version
-        try:
-            conn = await self._connect()
-        except WRITE_ERRORS as exc:
-            raise StoreError(f"{problem_of(exc)} ({_words(exc)})") from None
-        try:
-            version = await schema_version(conn)
-            server = await conn.fetchval("SHOW server_version")
-            recovery = await conn.fetchval("SELECT pg_is_in_recovery()")
-            sizes = await conn.fetch(
-                "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r'"
-                " AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC")
-        finally:
-            await conn.close()
-        pending = len(MIGRATIONS) - version
-        return [("engine", f"PostgreSQL {server}{' (a standby: read-only)' if recovery else ''}"),
-                ("database", self.target.display),
-                ("schema", f"version {version} of {len(MIGRATIONS)}"
-                           + (f", {pending} migration(s) pending (applied at the next start)" if pending > 0 else "")),
-                ("size", f"{sum(s for _, s in sizes) / 1e6:.1f} MB: "
-                         + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in sizes))]
 
     # ---- statements for the shared reads and records ----------------------------------
 

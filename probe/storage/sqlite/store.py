@@ -57,6 +57,8 @@ ON CONFLICT (id) DO UPDATE SET title = excluded.title, impact = excluded.impact,
   components = excluded.components
 """
 
+_LOCATED = "monitor, ts, late, status, latency_us, flags, reason, details, location"
+
 
 class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
     WRITE_ERRORS = (sqlite3.Error, OSError)
@@ -234,6 +236,9 @@ class SqliteStore(BatchWriter, RowBuilder, Reads, Records):
                 if rows["results"]:
                     await self.writer.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?)",
                                                   rows["results"])
+                if rows["location_results"]:  # none but from a [cluster], which needs PostgreSQL
+                    await self.writer.executemany(f"INSERT OR REPLACE INTO location_results ({_LOCATED})"
+                                                  " VALUES (?,?,?,?,?,?,?,?,?)", rows["location_results"])
                 if rows["rollups"]:
                     await self.writer.executemany(_UPSERT_ROLLUP, rows["rollups"])
                 if rows["incidents"]:
