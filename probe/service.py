@@ -44,7 +44,8 @@ class Probe:
         """`read_only`: a probe that only reads the database, beside the one `probe run` that writes it."""
         self.config = config
         self.store = open_storage(config.storage_target, Calendar(config.page.tz), flush_interval=flush_interval,
-                                  connect_for=config.storage.connect_retry, read_only=read_only)
+                                  connect_for=config.storage.connect_retry, read_only=read_only,
+                                  cluster=config.cluster is not None and not read_only)
         self.engine = IncidentEngine(self.store)
         self.bus = EventBus()
         self.stats = Stats(self.store)
@@ -62,28 +63,37 @@ class Probe:
         self.watcher = None  # probe.reload.ConfigWatcher, when run from a file
         self.maintenance = Maintenance(self.store, lambda: self.config)
         self.config_version = 0  # counts configs applied by reloads
+        self.roles = None  # [cluster]: probe.roles.ClusterRoles, made at start (it needs the open store)
 
     async def start(self) -> None:
         await self.store.open()
         self.store.subscribe(self.bus.publish)
         await self._load_monitors(self.config.monitors)
         self.engine.configure(self.config.monitors)
-        await self.engine.restore(self.config.monitors)
+        if self.config.cluster is None:  # [cluster]: the leader restores the engine when it takes over
+            await self.engine.restore(self.config.monitors)
         await self.maintenance.load()
-        await self.notify.start()
+        await self.notify.start(deliver=self.config.cluster is None)
         await self.certs.start()
         await self.connectivity.start()
         self.started_ms = now_ms()
+        if self.config.cluster is not None:  # joined before sharing: the members decide this one's share
+            from probe.roles import ClusterRoles
+            self.roles = ClusterRoles(self)
+            await self.roles.start()
         await self._watch_passive()
         self._schedule_active()
         self.scheduler.add_periodic("prune", self.prune, every=PRUNE_EVERY_S, first_in=60)
         self.scheduler.start()
-        self.passive.start()
+        if self.roles is None:  # [cluster]: the leader watches the passive monitors' deadlines
+            self.passive.start()
         log.info("probe started version=%s monitors=%d database=%s", __version__,
                  len(self.monitors), self.store.describe())
 
     async def stop(self, flush_timeout: float = FLUSH_TIMEOUT_S) -> None:
         await self.scheduler.stop()
+        if self.roles is not None:
+            await self.roles.stop()
         await self.passive.stop()
         await self.connectivity.stop()
         await self.certs.stop()
@@ -108,25 +118,42 @@ class Probe:
             self.engine.forget(monitor_id)
             self.latest.pop(monitor_id, None)
         self.engine.configure(config.monitors)
-        await self.engine.restore([m for m in config.monitors if m.id not in old])
+        if self.roles is None or self.roles.leading:
+            await self.engine.restore([m for m in config.monitors if m.id not in old])
         await self.maintenance.sync(config.maintenance, now_ms())
         self.config = config
+        if self.roles is not None:
+            self.roles.configure(config.monitors)
         self.config_version += 1
         await self._watch_passive()
         self._schedule_active()
         await self.notify.apply(config)
 
     def _schedule_active(self) -> None:
-        """The scheduler runs the checks that are run; passive ones are fed (see probe/engine/passive.py)."""
-        active = {m.config.id: m.config.interval for m in self.monitors.values() if not m.check.passive}
+        """The scheduler runs the checks that are run; passive ones are fed (see probe/engine/passive.py).
+        [cluster] Only this instance's share of its location's monitors."""
+        active = {m.config.id: m.config.interval for m in self.monitors.values()
+                  if not m.check.passive and (self.roles is None or self.roles.owns(m.config))}
         for monitor_id in self.scheduler.monitor_ids() - set(active):
             self.scheduler.unschedule(monitor_id)
         for monitor_id, interval in active.items():
             self.scheduler.schedule(monitor_id, interval)
 
+    def reshare(self) -> None:
+        """[cluster] The live instances changed: take on or give up monitors."""
+        if self.scheduler.running:
+            self._schedule_active()
+
     async def _watch_passive(self) -> None:
         await self.passive.load(((m.config, m.check) for m in self.monitors.values()), self.latest,
                                 self.started_ms or now_ms())
+
+    async def watch_passive(self, leading: bool) -> None:
+        """[cluster] The leader watches the passive monitors' deadlines (what a late report records)."""
+        await self.passive.stop()
+        if leading:
+            await self._watch_passive()
+            self.passive.start()
 
     async def feed(self, key: str, ping: Ping) -> Fed:
         """A report for a passive monitor (a push), from the web route."""
@@ -147,6 +174,9 @@ class Probe:
         offline = result.status is not Status.UP and not await self.connectivity.confirm()
         if self.monitors.get(monitor_id) is not monitor:
             return  # removed or replaced by a reload while the check ran
+        if self.roles is not None:
+            self.submit_located(monitor.config, result, started_ms, scheduled_ms, offline)
+            return
         self.submit(monitor.config, result, started_ms, scheduled_ms, offline)
 
     def submit(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, scheduled_ms: int | None = None,
@@ -159,6 +189,22 @@ class Probe:
             monitor.id, ts_ms, ts_ms if scheduled_ms is None else scheduled_ms, result.status, result.reason,
             result.latency_ms, result.details, self.in_maintenance(monitor.id, ts_ms), offline))
 
+    def submit_located(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, scheduled_ms: int,
+                       offline: bool) -> None:
+        """[cluster] This instance's check, as its location's: the leader confirms it with the others'."""
+        record = ResultRecord(monitor.id, ts_ms, scheduled_ms, result.status, result.reason, result.latency_ms,
+                              result.details, self.in_maintenance(monitor.id, ts_ms), offline,
+                              self.config.cluster.location)
+        self.store.submit_result(record, monitor.interval)
+        self.certs.observe(monitor, record.details, record.status.label)
+        self.check_counts[monitor.id, record.status.label] += 1
+
+    def record_confirmed(self, record: ResultRecord) -> None:
+        """[cluster] What the locations confirm together, recorded (on the leader) as one process records."""
+        monitor = self.monitors.get(record.monitor_id)
+        if monitor is not None:
+            self.record(monitor.config, record, counted=False)
+
     def _submit_fed(self, monitor: MonitorConfig, result: CheckResult, ts_ms: int, offline: bool | None) -> None:
         self.submit(monitor, result, ts_ms, offline=offline)
 
@@ -170,19 +216,22 @@ class Probe:
             log.warning("connectivity restored after %.0fs", (change.at_ms - change.since_ms) / 1000)
         await self.notify.queue_connectivity(change)
 
-    def record(self, monitor: MonitorConfig, record: ResultRecord) -> None:
+    def record(self, monitor: MonitorConfig, record: ResultRecord, counted: bool = True) -> None:
         """Decide, then queue: the result and the transitions it caused share one transaction."""
         events = self.engine.observe(monitor.settings, record)
         self.store.submit_result(record, monitor.interval)
         if events:
             self.store.submit_events(events)
-        self.certs.observe(monitor, record.details, record.status.label)
         latest = self.latest.get(monitor.id)
         if latest is None or record.ts_ms >= latest.ts_ms:  # a late, older result is history, not the state
             self.latest[monitor.id] = record
-        self.check_counts[monitor.id, record.status.label] += 1
+        if counted:  # a check of this process's (not what a cluster's locations confirm together)
+            self.certs.observe(monitor, record.details, record.status.label)
+            self.check_counts[monitor.id, record.status.label] += 1
 
     async def prune(self) -> None:
+        if self.roles is not None and not self.roles.leading:
+            return  # [cluster] the leader tidies for everyone
         storage = self.config.storage
         await self.store.prune(storage.raw_retention, storage.rollup_retention)
 

@@ -45,6 +45,7 @@ class Cluster:
         self.problem: str | None = None  # why the last heartbeat failed
         self._task: asyncio.Task | None = None
         self._taking: asyncio.Task | None = None  # the take-over after winning the lock
+        self._resting = 0  # heartbeats to skip before campaigning again
 
     @property
     def instance(self) -> str:
@@ -87,7 +88,9 @@ class Cluster:
                 beat = await self.link.beat()
                 if self.leading and not await self.link.still_leading(self.term):
                     await self._step_down("the leader's lock or term is no longer this instance's")
-                if not self.leading:
+                if not self.leading and self._resting:
+                    self._resting -= 1
+                elif not self.leading:
                     await self._campaign()
                 elif self.members and beat.now_ms // 60_000 != (self.beat_ms or 0) // 60_000:
                     await self.link.forget_gone()  # once a minute
@@ -96,6 +99,9 @@ class Cluster:
             log.warning("cluster heartbeat failed instance=%s error=%r", self.instance, self.problem)
             if self.leading:
                 await self._step_down("the cluster connection failed")
+                # A leader whose connection failed is the likeliest to fail again: for two heartbeats
+                # it leaves the lock to the others (alone, it takes it back after them).
+                self._resting = 2
             self.link.close()
             return
         self.problem = None

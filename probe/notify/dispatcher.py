@@ -38,35 +38,50 @@ class Dispatcher:
         self._recent: dict[int, IncidentEvent] = {}  # full snapshots of events seen live
         self._queue: asyncio.Queue | None = None
         self._tasks: list[asyncio.Task] = []
+        self.delivering = False  # intake, reminders and workers run ([cluster]: on the leader only)
         self.subscribers = Subscriptions(probe, self.outbox, self.messages)  # more targets of the same outbox
 
     # ---- life cycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, deliver: bool = True) -> None:
+        """`deliver`: queue and send what events call for. [cluster] Only the leader does; every
+        instance still queues what its visitors ask for (subscriptions), for the leader to send."""
+        await self.subscribers.start()
+        await self.outbox.start()
+        if deliver:
+            await self.start_delivering()
+
+    async def start_delivering(self) -> None:
         store = self.probe.store
         cursor = await store.meta_get(CURSOR_KEY)
         if cursor is None:  # first start with notifiers: history before now is not news
             cursor = str(await store.events_last_id())
             await store.meta_set(CURSOR_KEY, cursor)
         self.cursor = int(cursor)
-        await self.subscribers.start()
-        await self.outbox.start()
         self._queue = self.probe.bus.subscribe()
         self._tasks = [asyncio.create_task(self._intake(), name="notify-intake"),
                        asyncio.create_task(self._reminders(), name="notify-reminders")]
+        self.delivering = True
         self.outbox.start_workers(self._targets(self.probe.config))
 
-    async def stop(self) -> None:
+    async def stop_delivering(self) -> None:
+        self.delivering = False
         await cancel(self._tasks)
         self._tasks = []
-        await self.outbox.stop()
+        await self.outbox.stop_workers()
         if self._queue is not None:
             self.probe.bus.unsubscribe(self._queue)
+            self._queue = None
+
+    async def stop(self) -> None:
+        await self.stop_delivering()
+        await self.outbox.stop()
 
     async def apply(self, config) -> None:
         """A reloaded config: workers restart with the new channel settings; queued rows stay."""
-        await self.outbox.stop_workers()
-        self.outbox.start_workers(self._targets(config))
+        if self.delivering:
+            await self.outbox.stop_workers()
+            self.outbox.start_workers(self._targets(config))
 
     def _targets(self, config) -> tuple:
         return config.notifiers + tuple(self.subscribers.targets(config))

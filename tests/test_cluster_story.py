@@ -1,0 +1,205 @@
+"""[cluster] Several real `probe run` processes on one real PostgreSQL, on loopback: they share a
+location's monitors, one leads, and a kill -9 of either kind of instance costs no more than a few
+heartbeats: a dead instance's monitors are checked again by the others, a new leader takes over
+from the database, and nothing is opened twice."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections import defaultdict
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.cli.test_main import free_port
+from tests.test_crash import wait_healthy
+
+HEARTBEAT = "500ms"
+
+
+class Target:
+    """HTTP on 127.0.0.1: /ok answers 200, /down 503, and /from answers 503 to the source
+    addresses in `refused`. It notes which path was asked from which address, and when."""
+
+    def __init__(self):
+        self.refused: set[str] = set()
+        self.hits: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self.handle)
+        self.server = TestServer(app, host="127.0.0.1")
+
+    async def handle(self, request):
+        peer = request.transport.get_extra_info("peername")[0]
+        path = request.match_info["path"]
+        self.hits[path].append((time.monotonic(), peer))
+        bad = path.startswith("down") or (path.startswith("from") and peer in self.refused)
+        return web.Response(status=503 if bad else 200)
+
+    def url(self, path):
+        return str(self.server.make_url(f"/{path}"))
+
+
+class Cluster:
+    """The config every instance shares, and the instances, each with its own environment."""
+
+    def __init__(self, tmp_path, url, monitors: str, defaults: str = ""):
+        self.folder, self.url = tmp_path, url
+        self.config = tmp_path / "probe.toml"
+        self.config.write_text(f"""
+[server]
+listen = "127.0.0.1:${{PROBE_PORT}}"
+[storage]
+url = "{url}"
+[cluster]
+instance = "${{PROBE_INSTANCE}}"
+location = "${{PROBE_LOCATION}}"
+locations = {{ a = "Alpha", b = "Bravo", c = "Charlie" }}
+heartbeat = "{HEARTBEAT}"
+[defaults]
+interval = "1s"
+timeout = "500ms"
+failure_threshold = 2
+{defaults}
+{monitors}""")
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.ports: dict[str, int] = {}
+
+    async def start(self, instance, location, **env):
+        port = free_port()
+        log_path = self.folder / f"{instance}.log"
+        environment = dict(os.environ, PROBE_INSTANCE=instance, PROBE_LOCATION=location, PROBE_PORT=str(port),
+                           **env)
+        with open(log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "probe", "--log-level", "info", "run",
+                                                        "-c", str(self.config), stderr=log, env=environment)
+        await wait_healthy(proc, port, log_path)
+        self.procs[instance], self.ports[instance] = proc, port
+        return proc
+
+    async def leader(self) -> tuple[int, str]:
+        conn = await asyncpg.connect(self.url)
+        try:
+            return tuple(await conn.fetchrow("SELECT term, instance FROM cluster_leader"))
+        finally:
+            await conn.close()
+
+    async def fetch(self, sql, *args):
+        conn = await asyncpg.connect(self.url)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    async def kill(self, instance):
+        proc = self.procs.pop(instance)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    async def stop(self):
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+
+
+async def until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await condition()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.1)
+
+
+def http_monitors(target, paths, **extra):
+    lines = "".join(f"{k} = {v}\n" for k, v in extra.items())
+    return "".join(f'[[monitors]]\nid = "{p}"\ntype = "http"\nurl = "{target.url(p)}"\n{lines}\n' for p in paths)
+
+
+@pytest.fixture
+async def target():
+    t = Target()
+    await t.server.start_server()
+    yield t
+    await t.server.close()
+
+
+@pytest.fixture
+async def cluster(postgres, tmp_path):
+    made = []
+
+    def make(monitors, defaults=""):
+        made.append(Cluster(tmp_path, postgres.create_database(), monitors, defaults))
+        return made[0]
+
+    yield make
+    for c in made:
+        await c.stop()
+
+
+async def test_the_monitors_of_a_killed_instance_are_checked_again_by_its_locations_other_instance_within_10_s(
+        cluster, target):
+    paths = [f"ok{i}" for i in range(12)]
+    c = cluster(http_monitors(target, paths, locations='["a"]', confirm=1))
+    await c.start("a1", "a")
+    await c.start("a2", "a")
+    await asyncio.sleep(3)  # both are members and share the monitors
+    shared = {p: {peer for _, peer in target.hits[p]} for p in paths}
+    assert all(shared.values())
+    # each monitor is checked by one instance of the location: about one check per interval, not two
+    started = time.monotonic()
+    await asyncio.sleep(3)
+    counts = [sum(1 for at, _ in target.hits[p] if at >= started) for p in paths]
+    assert max(counts) <= 4, counts
+
+    _, leader = await c.leader()
+    victim = "a2" if leader == "a1" else "a1"
+    await c.kill(victim)
+    killed = time.monotonic()
+    await asyncio.sleep(10)
+    late = [p for p in paths if not any(killed + 0.5 < at < killed + 10 for at, _ in target.hits[p])]
+    assert late == []  # every monitor, the dead one's too, was checked again within 10 s
+    # and from then on at about one check per interval: the survivor took them over once
+    tail = [sum(1 for at, _ in target.hits[p] if at > killed + 6) for p in paths]
+    assert all(2 <= n <= 6 for n in tail), tail
+
+
+async def test_kill_9_of_the_leader_makes_a_new_leader_within_10_s_and_opens_no_incident_twice(cluster, target):
+    c = cluster(http_monitors(target, ["down1", "down2", "ok1"]))
+    for name, location in (("a1", "a"), ("b1", "b"), ("c1", "c")):
+        await c.start(name, location)
+
+    async def opened():
+        rows = await c.fetch("SELECT count(*) FROM incidents WHERE resolved_ms IS NULL")
+        return rows[0][0] == 2
+
+    await until(opened, 15)
+    for _ in range(2):
+        term, leader = await c.leader()
+        await c.kill(leader)
+        killed = time.monotonic()
+
+        async def new_leader():
+            now = await c.leader()
+            return now if now[0] > term and now[1] != leader else None
+
+        await until(new_leader, 10)
+        assert time.monotonic() - killed < 10
+        await asyncio.sleep(4)  # the new leader decides rounds: the failures go on, the incidents stay open
+        await c.start(leader, leader[0])  # the same name again, as a restarted container would
+    incidents = await c.fetch("SELECT m.key, count(*) FROM incidents i JOIN monitors m ON m.id = i.monitor"
+                              " GROUP BY 1 ORDER BY 1")
+    assert incidents == [("down1", 1), ("down2", 1)]
+    events = await c.fetch("SELECT kind, count(*) FROM events GROUP BY 1")
+    assert events == [("open", 2)]
