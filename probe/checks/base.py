@@ -47,6 +47,7 @@ class CheckContext:
     http: "aiohttp.ClientSession | None" = None  # shared by all HTTP checks
     icmp_privileged: bool | None = None  # None: no ICMP socket is permitted here
     history: "History | None" = None  # what was stored about the monitor (passive checks report it)
+    source_address: str = ""  # the local address outgoing connections bind to ("": the system's choice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ class Check:
     # What the caller provides, shared by every check that needs it: CheckContext field ->
     # a function that makes it once (e.g. {"http": make_session}). The runner fills these in
     # and closes what has a close(); a check names its needs instead of the runner knowing types.
-    needs: ClassVar[dict[str, Callable[[], Any]]] = {}
+    # Monitors bound to a source address share one made with it: make(source_address).
+    needs: ClassVar[dict[str, Callable[..., Any]]] = {}
     # A passive check is fed, not run: nobody schedules it. Reports reach it through `feed`
     # (routed by `key()`, the secret in its URL), and when one is late the caller records
     # what `due()` says at its time. `run` (for `probe check`) reports the stored state.

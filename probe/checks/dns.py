@@ -199,9 +199,12 @@ class DnsCheck(Check):
         deadline = time.monotonic() + ctx.timeout
         ctx.progress.phase = f"waiting for {where} to answer {self._what} {self.options.record_type}"
         ctx.progress.on_timeout = f"no answer from {where} within {{timeout}}"
+        # Bound to the source address, if any (the system resolver cannot be: protocol = "system")
+        tcp = functools.partial(dns.asyncquery.tcp, source=ctx.source_address or None)
+        udp = functools.partial(_udp, source=ctx.source_address)
         if self.options.protocol == "tcp":
-            return await _ask(dns.asyncquery.tcp, query, where, address, port, ctx.timeout)
-        response = await _ask(_udp, query, where, address, port, ctx.timeout)
+            return await _ask(tcp, query, where, address, port, ctx.timeout)
+        response = await _ask(udp, query, where, address, port, ctx.timeout)
         if not response.flags & dns.flags.TC:
             return response
         # Like a real resolver: a truncated UDP answer is asked again over TCP.
@@ -210,7 +213,7 @@ class DnsCheck(Check):
         retry_failed = f"the UDP answer from {where} was truncated and the TCP retry failed: "
         ctx.progress.on_timeout = retry_failed + f"no answer from {where} within {{timeout}}"
         try:
-            return await _ask(dns.asyncquery.tcp, query, where, address, port,
+            return await _ask(tcp, query, where, address, port,
                               max(deadline - time.monotonic(), 0), ctx.timeout)
         except _NoAnswer as exc:
             raise _NoAnswer(retry_failed + str(exc)) from None
@@ -289,12 +292,13 @@ class DnsCheck(Check):
         return CheckResult.down(f"the system resolver cannot resolve {self._what}: {text}", latency, **details)
 
 
-async def _udp(query: dns.message.Message, address: str, timeout: float, port: int) -> dns.message.Message:
+async def _udp(query: dns.message.Message, address: str, timeout: float, port: int, source: str = ""
+               ) -> dns.message.Message:
     # A connected socket hears ICMP "port unreachable" (ConnectionRefusedError) instead of
     # waiting out the timeout, and only accepts datagrams from the server asked.
     backend = dns.asyncbackend.get_default_backend()
-    sock = await backend.make_socket(dns.inet.af_for_address(address), socket.SOCK_DGRAM, 0, None,
-                                     (address, port))
+    sock = await backend.make_socket(dns.inet.af_for_address(address), socket.SOCK_DGRAM, 0,
+                                     (source, 0) if source else None, (address, port))
     async with sock:
         return await dns.asyncquery.udp(query, address, timeout=timeout, port=port, sock=sock)
 

@@ -79,7 +79,8 @@ class HttpOptions:
 
 class HttpCheck(Check):
     type = "http"
-    needs = {"http": lambda: make_session()}  # one session, one connection pool, for every HTTP monitor
+    # one session, one connection pool, for every HTTP monitor (one per source address)
+    needs = {"http": lambda source_address="": make_session(source_address=source_address)}
     Options = HttpOptions
     options: HttpOptions
 

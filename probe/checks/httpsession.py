@@ -122,10 +122,12 @@ class _Response(aiohttp.ClientResponse):
         return await super().start(connection)
 
 
-def make_session(*, resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
+def make_session(*, resolver: aiohttp.abc.AbstractResolver | None = None, source_address: str = ""
+                 ) -> aiohttp.ClientSession:
     """The ClientSession all HTTP monitors share. Call it with the event loop running.
 
     `resolver` replaces the system's name lookup (tests resolve names without a network).
+    `source_address`: the local address every connection binds to ([cluster] locations on one host).
     """
     connector = aiohttp.TCPConnector(
         limit=0, limit_per_host=0,  # a pool cap would make checks queue, and wait time is not latency
@@ -133,6 +135,7 @@ def make_session(*, resolver: aiohttp.abc.AbstractResolver | None = None) -> aio
         use_dns_cache=False,  # likewise for DNS; and a monitor should notice a broken record at once
         resolver=resolver,
         socket_factory=_socket_for_check,
+        local_addr=(source_address, 0) if source_address else None,
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -52,7 +52,7 @@ class IcmpOptions:
 
 class IcmpCheck(Check):
     type = "icmp"
-    needs = {"icmp_privileged": lambda: detect_icmp_privilege()}  # asked of the kernel once
+    needs = {"icmp_privileged": lambda *_: detect_icmp_privilege()}  # asked of the kernel once
     Options = IcmpOptions
     options: IcmpOptions
 
@@ -82,7 +82,8 @@ class IcmpCheck(Check):
         ctx.progress.details = pings.details
         try:
             sock_type = ICMPv6Socket if ":" in address else ICMPv4Socket
-            with AsyncSocket(sock_type(privileged=ctx.icmp_privileged)) as sock:
+            # Bound to the source address where the OS lets an ICMP socket be bound
+            with AsyncSocket(sock_type(ctx.source_address or None, privileged=ctx.icmp_privileged)) as sock:
                 await pings.exchange(sock, deadline)
         except SocketPermissionError:
             return CheckResult.down(NOT_PERMITTED)

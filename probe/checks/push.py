@@ -70,7 +70,7 @@ class PushCheck(Check):
     Options = PushOptions
     options: PushOptions
     passive = True
-    needs = {"history": History}
+    needs = {"history": lambda *_: History()}
 
     def __init__(self, options: PushOptions) -> None:
         super().__init__(options)

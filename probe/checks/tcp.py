@@ -59,7 +59,8 @@ class TcpCheck(Check):
         ctx.progress.phase = f"connecting to {self.target()}"
         sslctx = client_context(opts.verify_tls) if opts.tls else None
         try:
-            reader, writer = await asyncio.open_connection(opts.host, opts.port)
+            bind = {"local_addr": (ctx.source_address, 0)} if ctx.source_address else {}
+            reader, writer = await asyncio.open_connection(opts.host, opts.port, **bind)
             if sslctx:
                 await self._handshake(writer, sslctx, ctx)
         except ssl.SSLError as exc:

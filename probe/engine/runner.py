@@ -32,14 +32,17 @@ class CheckRunner:
                 await value.close()
 
     def _provide(self, check: Check, ctx: CheckContext) -> None:
+        source = ctx.source_address
         for name, make in check.needs.items():
-            if name not in self._shared:
-                self._shared[name] = make()
-            setattr(ctx, name, self._shared[name])
+            key = name if name in self._shared or not source else f"{name}@{source}"
+            if key not in self._shared:
+                self._shared[key] = make(source) if source else make()
+            setattr(ctx, name, self._shared[key])
 
     async def run(self, monitor, check: Check) -> CheckResult:
         progress = Progress()
-        ctx = CheckContext(timeout=monitor.timeout, progress=progress, monitor_id=monitor.id)
+        ctx = CheckContext(timeout=monitor.timeout, progress=progress, monitor_id=monitor.id,
+                           source_address=getattr(monitor, "source_address", ""))
         self._provide(check, ctx)
         started = time.perf_counter()
         try:

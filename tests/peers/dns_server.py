@@ -52,6 +52,7 @@ class DnsServer:
         self.ttl = ttl
         self.port = port  # 0: any free port (53 only in a namespace of the test's own)
         self.queries: list[tuple[str, str, str]] = []
+        self.peers: list[tuple[str, str]] = []  # (protocol, the asking address)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -87,6 +88,7 @@ class DnsServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.peers.append(("tcp", writer.get_extra_info("peername")[0]))
         try:
             while True:
                 size = int.from_bytes(await reader.readexactly(2), "big")
@@ -153,6 +155,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
+        self.server.peers.append(("udp", addr[0]))
         reply = self.server.reply(data, "udp")
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
