@@ -148,6 +148,10 @@ class Probe:
         await self.passive.load(((m.config, m.check) for m in self.monitors.values()), self.latest,
                                 self.started_ms or now_ms())
 
+    def location_latest(self, monitor_id: str) -> dict[str, ResultRecord]:
+        """[cluster] Each location's newest result of the monitor (what every instance hears)."""
+        return self.roles.confirmation.latest(monitor_id) if self.roles is not None else {}
+
     async def watch_passive(self, leading: bool) -> None:
         """[cluster] The leader watches the passive monitors' deadlines (what a late report records)."""
         await self.passive.stop()

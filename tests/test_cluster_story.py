@@ -141,7 +141,7 @@ async def cluster(postgres, tmp_path):
 
     def make(monitors, defaults=""):
         made.append(Cluster(tmp_path, postgres.create_database(), monitors, defaults))
-        return made[0]
+        return made[-1]
 
     yield make
     for c in made:
@@ -203,3 +203,31 @@ async def test_kill_9_of_the_leader_makes_a_new_leader_within_10_s_and_opens_no_
     assert incidents == [("down1", 1), ("down2", 1)]
     events = await c.fetch("SELECT kind, count(*) FROM events GROUP BY 1")
     assert events == [("open", 2)]
+
+
+async def test_a_target_refusing_one_location_is_confirmed_by_confirm_2_never_and_by_confirm_1_once(cluster, target):
+    target.refused = {"127.0.0.2"}  # location a's source address
+    monitors = (http_monitors(target, ["from-2"], confirm=2) + http_monitors(target, ["from-1"], confirm=1))
+    c = cluster(monitors, defaults='source_address = "${PROBE_SOURCE}"')
+    for name, location, source in (("a1", "a", "127.0.0.2"), ("b1", "b", "127.0.0.3"), ("c1", "c", "127.0.0.4")):
+        await c.start(name, location, PROBE_SOURCE=source)
+    await asyncio.sleep(6)  # six rounds: two failures open an incident where one location is enough
+    assert {peer for _, peer in target.hits["from-2"]} == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+    incidents = await c.fetch("SELECT m.key, count(*) FROM incidents i JOIN monitors m ON m.id = i.monitor"
+                              " GROUP BY 1")
+    assert incidents == [("from-1", 1)]
+
+    # Any instance serves the page and v1, and they say which location sees the failure.
+    async with aiohttp.ClientSession() as session:
+        for instance in ("b1", "c1"):
+            base = f"http://127.0.0.1:{c.ports[instance]}"
+            async with session.get(f"{base}/api/v1/monitors/from-2") as response:
+                doc = await response.json()
+            assert doc["status"] == "up" and doc["failing_from"] == "Alpha"
+            assert {k: v["status"] for k, v in doc["locations"].items()} == {"a": "down", "b": "up", "c": "up"}
+            assert doc["locations"]["a"]["name"] == "Alpha" and doc["locations"]["b"]["latency_ms"] is not None
+            async with session.get(f"{base}/monitors/from-2") as response:
+                page = await response.text()
+            assert "Failing from Alpha" in page
+            async with session.get(f"{base}/api/v1/monitors/from-1") as response:
+                assert (await response.json())["status"] == "down"

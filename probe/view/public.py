@@ -20,6 +20,7 @@ from probe.core.texts import display_title
 from probe.core.units import now_ms
 from probe.storage import DAILY, HOURLY
 from probe.view.figures import sparklines, window_figures
+from probe.view.locations import LocationView, failing_from, location_views
 from probe.view.overall import component_status, overall_state, worst_component
 from probe.view.stats import Durations, format_availability
 
@@ -75,6 +76,8 @@ class MonitorView:
     sparkline: list[float | None] = field(default_factory=list)
     past: PastDays | None = None  # days[:-1], memoised
     checked: str = ""  # what the checks alone say: up | degraded | down | maintenance | unknown
+    locations: list[LocationView] = field(default_factory=list)  # [cluster]: each location's view
+    failing_from: str = ""  # [cluster]: the locations that see it failing, by name ("Alpha and Bravo")
 
 
 @dataclass
@@ -203,7 +206,12 @@ def _monitor_view(probe, monitor, now: int, shown: tuple[dict, dict] | None, in_
         target=monitor.make_check().target() if monitor.show_target else None,
         last_checked_ms=latest.ts_ms if latest else None,
         latency_ms=latest.latency_ms if latest and latest.status is not Status.DOWN else None,
-        uptime=uptime, uptime_label=labels)
+        uptime=uptime, uptime_label=labels, **_located(probe, monitor, now))
+
+
+def _located(probe, monitor, now: int) -> dict:
+    views = location_views(probe, monitor, now)
+    return {"locations": views, "failing_from": failing_from(views)} if views else {}
 
 
 def _in_maintenance(windows: list[MaintenanceWindow], monitor_id: str, now: int) -> bool:

@@ -45,6 +45,12 @@ def monitor_json(m: public.MonitorView) -> dict:
     return doc
 
 
+def locations_json(m: public.MonitorView) -> dict:
+    """[cluster] Each location's view of the monitor, by location id."""
+    return {v.id: {"name": v.name, "status": v.status, "last_checked_at": iso_utc(v.checked_ms),
+                   "latency_ms": None if v.latency_ms is None else round(v.latency_ms, 3)} for v in m.locations}
+
+
 async def status(request: web.Request) -> web.Response:
     probe = _probe(request)
     view = await public.build_view(probe, language=probe.config.page.language)
@@ -74,6 +80,9 @@ def monitor_detail_json(m: public.MonitorView) -> dict:
     doc["daily"] = [{"date": c.day.isoformat(), "uptime": None if c.availability is None
                      else round(c.availability * 100, 4), "down_minutes": c.down_minutes,
                      "incidents": c.incidents} for c in m.days]
+    if m.locations:  # [cluster]
+        doc["locations"] = locations_json(m)
+        doc["failing_from"] = m.failing_from or None
     return doc
 
 

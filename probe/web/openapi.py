@@ -54,7 +54,8 @@ PATHS = {
                      tag="operations"),
     "/api/openapi.json": _get("This document", tag="operations"),
     "/api/v1/status": _get("Overall status and every public monitor with uptime for 24h/7d/30d/90d"),
-    "/api/v1/monitors/{id}": _get("One monitor with a daily series for 90 days", params=[MONITOR_ID],
+    "/api/v1/monitors/{id}": _get("One monitor with a daily series for 90 days; with [cluster], `locations` (each "
+                                  "location's status and latency) and `failing_from`", params=[MONITOR_ID],
                                   errors=NOT_FOUND),
     "/api/v1/monitors/{id}/results": _get("Raw results, newest first", params=[
         MONITOR_ID, _param("since", "query", TIME, "from (default: 24 hours ago)"),
