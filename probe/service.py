@@ -282,11 +282,21 @@ class Probe:
             # Not a problem of probe's own (no 503: a restart would not bring the network back).
             "connectivity": self.connectivity.health(),
         }
+        if self.roles is not None:
+            health["cluster"] = self._cluster_health(private)
         watcher = self.watcher.status() if self.watcher else None
         if private:
             health["config"] = watcher
         elif watcher is not None:
             health["config"] = {"loaded_ms": watcher["loaded_ms"], "reload_refused": bool(watcher["error"])}
+        return health
+
+    def _cluster_health(self, private: bool) -> dict:
+        """[cluster] This instance's name, location, whether it leads, and the members it sees. The
+        public one says whether the cluster connection works, not why (an error may name a host)."""
+        health = self.roles.health()
+        if not private:
+            health["problem"] = "the cluster connection failed" if health["problem"] else None
         return health
 
     def _database_health(self, private: bool) -> dict:

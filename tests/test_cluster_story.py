@@ -185,6 +185,7 @@ async def test_kill_9_of_the_leader_makes_a_new_leader_within_10_s_and_opens_no_
         return rows[0][0] == 2
 
     await until(opened, 15)
+    await assert_one_leader_in_healthz_and_metrics(c, members=3)
     for _ in range(2):
         term, leader = await c.leader()
         await c.kill(leader)
@@ -203,6 +204,8 @@ async def test_kill_9_of_the_leader_makes_a_new_leader_within_10_s_and_opens_no_
     assert incidents == [("down1", 1), ("down2", 1)]
     events = await c.fetch("SELECT kind, count(*) FROM events GROUP BY 1")
     assert events == [("open", 2)]
+    await asyncio.sleep(1.5)  # the restarted one's first heartbeats reach the others
+    await assert_one_leader_in_healthz_and_metrics(c, members=3)
 
 
 async def test_a_target_refusing_one_location_is_confirmed_by_confirm_2_never_and_by_confirm_1_once(cluster, target):
@@ -231,3 +234,21 @@ async def test_a_target_refusing_one_location_is_confirmed_by_confirm_2_never_an
             assert "Failing from Alpha" in page
             async with session.get(f"{base}/api/v1/monitors/from-1") as response:
                 assert (await response.json())["status"] == "down"
+
+
+async def assert_one_leader_in_healthz_and_metrics(c, members):
+    """Each instance says its name and location, whether it leads, and the members it sees; one leads."""
+    leading = []
+    async with aiohttp.ClientSession() as session:
+        for instance, port in c.ports.items():
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                cluster = (await response.json())["cluster"]
+            assert cluster["instance"] == instance and cluster["location"] == instance[0]
+            assert len(cluster["members"]) == members and cluster["problem"] is None
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            flag = f'probe_cluster_leader{{instance="{instance}",location="{instance[0]}"}} 1.0' in text
+            assert flag == cluster["leader"]
+            assert f'probe_cluster_members{{location="{instance[0]}"}} 1.0' in text
+            leading += [instance] if cluster["leader"] else []
+    assert leading == [(await c.leader())[1]]

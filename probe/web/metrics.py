@@ -133,6 +133,22 @@ class Snapshot:
                                     "1 while a [server] connectivity target answers (probe's own network is up)",
                                     value=1 if self.probe.connectivity.ok else 0)
         yield from self._reload()
+        yield from self._cluster()
+
+    def _cluster(self):
+        """[cluster] Who this instance is, whether it leads, and the live members it sees per location."""
+        roles = self.probe.roles
+        if roles is None:
+            return
+        health = roles.health()
+        leader = GaugeMetricFamily("probe_cluster_leader", "1 while this instance leads the cluster",
+                                   labels=["instance", "location"])
+        leader.add_metric([health["instance"], health["location"]], 1 if health["leader"] else 0)
+        members = GaugeMetricFamily("probe_cluster_members", "Live instances this instance sees, by location",
+                                    labels=["location"])
+        for location in self.probe.config.cluster.names:
+            members.add_metric([location], sum(1 for m in health["members"] if m["location"] == location))
+        yield from (leader, members)
 
     def _reload(self):
         """The names Prometheus uses for its own config reloads."""
