@@ -23,6 +23,7 @@ from probe.engine.confirmation import Confirmation, Rule
 log = logging.getLogger("probe.cluster")
 
 DECIDE_EVERY_S = 0.25  # the leader looks for rounds past their deadline this often
+STOP_FLUSH_S = 5.0  # a stopping leader waits this long for its decided results to commit
 
 
 class ClusterRoles:
@@ -55,8 +56,13 @@ class ClusterRoles:
         await self.cluster.start()
 
     async def stop(self) -> None:
-        await self.cluster.stop()
         await self._stop_deciding()
+        if self.leading:  # what it decided goes in under its own term, before it gives the term up
+            try:
+                await asyncio.wait_for(self.probe.store.flush(), STOP_FLUSH_S)
+            except Exception as exc:  # noqa: BLE001 - the next leader decides those rounds again
+                log.warning("could not write the last decided results before stepping down: %r", exc)
+        await self.cluster.stop()
         for task in self._pending:
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.cli.test_main import free_port
+from tests.peers.receiver import Receiver
 from tests.test_crash import wait_healthy
 
 HEARTBEAT = "500ms"
@@ -98,6 +99,7 @@ failure_threshold = 2
 
     async def kill(self, instance):
         proc = self.procs.pop(instance)
+        self.ports.pop(instance)
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
 
@@ -176,7 +178,9 @@ async def test_the_monitors_of_a_killed_instance_are_checked_again_by_its_locati
 
 
 async def test_kill_9_of_the_leader_makes_a_new_leader_within_10_s_and_opens_no_incident_twice(cluster, target):
-    c = cluster(http_monitors(target, ["down1", "down2", "ok1"]))
+    receiver = await Receiver().start()
+    hook = f'[[notifiers]]\nid = "hook"\ntype = "webhook"\nurl = "{receiver.url}/hook"\nsecret = "whsec-test"\n\n'
+    c = cluster(hook + http_monitors(target, ["down1", "down2", "ok1"]), defaults='notify = ["hook"]')
     for name, location in (("a1", "a"), ("b1", "b"), ("c1", "c")):
         await c.start(name, location)
 
@@ -206,6 +210,11 @@ async def test_kill_9_of_the_leader_makes_a_new_leader_within_10_s_and_opens_no_
     assert events == [("open", 2)]
     await asyncio.sleep(1.5)  # the restarted one's first heartbeats reach the others
     await assert_one_leader_in_healthz_and_metrics(c, members=3)
+    # One message per incident opened, sent by whichever instance led then: the kills came after
+    # the deliveries, so none may be lost and none sent twice (same webhook-id).
+    ids = [r.headers.get("webhook-id") for r in receiver.requests]
+    await receiver.close()
+    assert len(ids) == len(set(ids)) == 2, ids
 
 
 async def test_a_target_refusing_one_location_is_confirmed_by_confirm_2_never_and_by_confirm_1_once(cluster, target):
@@ -234,6 +243,19 @@ async def test_a_target_refusing_one_location_is_confirmed_by_confirm_2_never_an
             assert "Failing from Alpha" in page
             async with session.get(f"{base}/api/v1/monitors/from-1") as response:
                 assert (await response.json())["status"] == "down"
+
+    # No instance left in location c: its view goes "no data" (never up), and the others decide.
+    await c.kill("c1")
+    await asyncio.sleep(4)  # two intervals, and a new leader if c1 led
+    async with aiohttp.ClientSession() as session:
+        # a1: none of its responses kept yet (the front keeps a public one for its max-age, 5 s)
+        async with session.get(f"http://127.0.0.1:{c.ports['a1']}/api/v1/monitors/from-2") as response:
+            doc = await response.json()
+    assert {k: v["status"] for k, v in doc["locations"].items()} == {"a": "down", "b": "up", "c": "no data"}
+    assert doc["status"] == "up"  # a down, b up: confirm = 2 is not met by the locations left
+    incidents = await c.fetch("SELECT m.key, count(*) FROM incidents i JOIN monitors m ON m.id = i.monitor"
+                              " GROUP BY 1")
+    assert incidents == [("from-1", 1)]
 
 
 async def assert_one_leader_in_healthz_and_metrics(c, members):
