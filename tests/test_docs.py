@@ -79,3 +79,20 @@ def test_the_readme_and_the_example_list_every_notifier_event():
     for event in notifiers.base.EVENTS:
         assert f"`{event}`" in listed.group(1), event
         assert f'"{event}"' in example.group(1), event
+
+
+def test_the_compose_example_runs_every_instance_on_one_config_in_a_location_it_lists(monkeypatch):
+    import yaml
+
+    from probe.config.loader import load_config
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    instances = {name: s["environment"] for name, s in compose["services"].items() if "PROBE_INSTANCE" in
+                 s.get("environment", {})}
+    assert len({env["PROBE_LOCATION"] for env in instances.values()}) >= 2
+    for name, env in instances.items():
+        for key, value in env.items():
+            monkeypatch.setenv(key, "secret" if value.startswith("$") else value)
+        config = load_config(ROOT / "deploy" / "probe.toml")
+        assert config.cluster.instance == name and config.cluster.location in config.cluster.names
+        assert config.storage_target.kind == "postgresql"
