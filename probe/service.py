@@ -160,7 +160,12 @@ class Probe:
             self.passive.start()
 
     async def feed(self, key: str, ping: Ping) -> Fed:
-        """A report for a passive monitor (a push), from the web route."""
+        """A report for a passive monitor (a push), from the web route. [cluster] Only the leader
+        keeps the passive monitors' state and records what they say: another instance answers so
+        that the sender retries (behind a load balancer, likely at another instance) instead of
+        losing the report."""
+        if self.roles is not None and not self.roles.leading:
+            return Fed.ELSEWHERE
         return await self.passive.feed(key, ping)
 
     def public_generation(self) -> tuple[int, int, int]:

@@ -274,3 +274,24 @@ async def assert_one_leader_in_healthz_and_metrics(c, members):
             assert f'probe_cluster_members{{location="{instance[0]}"}} 1.0' in text
             leading += [instance] if cluster["leader"] else []
     assert leading == [(await c.leader())[1]]
+
+
+async def test_a_push_to_an_instance_that_does_not_lead_is_refused_for_a_retry_and_the_leader_records_it(
+        cluster, target):
+    token = "cluster-push-token-0123456789"
+    c = cluster(f'[[monitors]]\nid = "job"\ntype = "push"\ntoken = "{token}"\nperiod = "1m"\ngrace = "1m"\n')
+    await c.start("a1", "a")
+    await c.start("b1", "b")
+    _, leader = await c.leader()
+    other = "b1" if leader == "a1" else "a1"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{c.ports[other]}/ping/{token}") as response:
+            assert response.status == 503 and response.headers["Retry-After"] == "1"
+        async with session.get(f"http://127.0.0.1:{c.ports[leader]}/ping/{token}") as response:
+            assert response.status == 200
+
+    async def stored():
+        return await c.fetch("SELECT count(*) FROM results r JOIN monitors m ON m.id = r.monitor"
+                             " WHERE m.key = 'job'") == [(1,)]
+
+    await until(stored, 5)

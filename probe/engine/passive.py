@@ -48,6 +48,7 @@ class Fed(enum.Enum):
     ACCEPTED = "accepted"
     UNKNOWN = "unknown"
     LIMITED = "limited"
+    ELSEWHERE = "elsewhere"  # [cluster]: only the leader records reports, for now; the sender retries
 
 
 class Buckets:

@@ -31,7 +31,8 @@ from probe.web.ping_urls import BODY_LIMIT, FROM_THE_FRONT, ROUTES, first_bytes,
 
 MAX_PING_MS = 1e11  # Uptime Kuma's bound on `ping`
 HEADERS = {"Ping-Body-Limit": str(BODY_LIMIT), "Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
-TEXT = {Fed.UNKNOWN: (404, "not found"), Fed.LIMITED: (429, "rate limited")}
+TEXT = {Fed.UNKNOWN: (404, "not found"), Fed.LIMITED: (429, "rate limited"),
+        Fed.ELSEWHERE: (503, "not recorded by this instance, try again")}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _message(body: bytes) -> str:
 
 
 def _retry(fed: Fed) -> dict[str, str]:
-    return {"Retry-After": "1"} if fed is Fed.LIMITED else {}
+    return {"Retry-After": "1"} if fed in (Fed.LIMITED, Fed.ELSEWHERE) else {}
 
 
 async def _kuma(probe, report: Report) -> web.Response:
@@ -105,6 +106,8 @@ async def _kuma(probe, report: Report) -> web.Response:
         return _api_error(404, "monitor not found")
     if fed is Fed.LIMITED:
         return _api_error(429, "rate limited", _retry(fed))
+    if fed is Fed.ELSEWHERE:
+        return _api_error(503, TEXT[fed][1], _retry(fed))
     return web.json_response({"ok": True}, headers=HEADERS)
 
 
