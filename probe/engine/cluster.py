@@ -99,9 +99,6 @@ class Cluster:
             log.warning("cluster heartbeat failed instance=%s error=%r", self.instance, self.problem)
             if self.leading:
                 await self._step_down("the cluster connection failed")
-                # A leader whose connection failed is the likeliest to fail again: for two heartbeats
-                # it leaves the lock to the others (alone, it takes it back after them).
-                self._resting = 2
             self.link.close()
             return
         self.problem = None
@@ -138,6 +135,9 @@ class Cluster:
     async def _step_down(self, why: str) -> None:
         log.warning("no longer leading the cluster instance=%s term=%s why=%s", self.instance, self.term, why)
         self.leading, self.term = False, None
+        # A leader that lost its lock or its connection is the likeliest to lose them again: for two
+        # heartbeats it leaves the lock to the others (alone, it takes it back after them).
+        self._resting = 2
         taking, self._taking = self._taking, None
         if taking is not None and not taking.done():
             taking.cancel()
