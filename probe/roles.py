@@ -88,10 +88,25 @@ class ClusterRoles:
             self._wake.set()
         elif payload == "incidents":
             self.probe.store.incidents_version += 1
+        elif payload == "operator" and self.leading:
+            self._spawn(self._operator_changed())
         elif payload == "maintenance":
             self._spawn(self.probe.maintenance.load())
         elif payload == "outbox" and self.leading:
             self.probe.notify.outbox.wake_all()
+
+    async def _operator_changed(self) -> None:
+        """An operator changed incidents, perhaps through another instance: the engine's copies of
+        the open ones follow the database, or its next transition would write back the old title,
+        impact or status (a resolved-by-hand incident resolved again). Flushed first, so that what
+        the engine decided before is in the database and the copy read is not older than its own."""
+        engine, store = self.probe.engine, self.probe.store
+        await store.flush()
+        for tracker in list(engine.trackers.values()):
+            if tracker.open is not None:
+                stored = await store.incident(tracker.open.id)
+                if stored is not None and stored != tracker.open:
+                    engine.amend(stored)
 
     def _follow_confirmed(self, records: list[ResultRecord]) -> None:
         for record in records:

@@ -50,12 +50,13 @@ class Target:
 class Cluster:
     """The config every instance shares, and the instances, each with its own environment."""
 
-    def __init__(self, tmp_path, url, monitors: str, defaults: str = ""):
+    def __init__(self, tmp_path, url, monitors: str, defaults: str = "", server: str = ""):
         self.folder, self.url = tmp_path, url
         self.config = tmp_path / "probe.toml"
         self.config.write_text(f"""
 [server]
 listen = "127.0.0.1:${{PROBE_PORT}}"
+{server}
 [storage]
 url = "{url}"
 [cluster]
@@ -156,8 +157,8 @@ async def target():
 async def cluster(postgres, tmp_path):
     made = []
 
-    def make(monitors, defaults=""):
-        made.append(Cluster(tmp_path, postgres.create_database(), monitors, defaults))
+    def make(monitors, defaults="", server=""):
+        made.append(Cluster(tmp_path, postgres.create_database(), monitors, defaults, server))
         return made[-1]
 
     yield make
@@ -353,3 +354,34 @@ async def test_kill_9_of_the_leader_at_random_moments_loses_and_duplicates_no_in
     print(f"failover s: max {max(failovers):.1f} median {sorted(failovers)[len(failovers) // 2]:.1f}; "
           f"{len(events)} events; delivered twice: {len(twice)} {twice}")
     assert len(twice) <= KILLS  # at most the one in flight at each kill
+
+
+async def test_an_incident_resolved_by_hand_on_an_instance_that_does_not_lead_stays_resolved(cluster, target):
+    """The leader's incident engine keeps its own copy of open incidents: an operator's change made
+    through another instance must reach it, or its next transition writes the old status back."""
+    target.refused = {"127.0.0.1"}  # failing for every location until the test says
+    c = cluster(http_monitors(target, ["from1"]), server='admin_token = "cluster-admin-token-0123456789"')
+    await c.start("a1", "a")
+    await c.start("b1", "b")
+
+    async def opened():
+        return await c.fetch("SELECT id FROM incidents WHERE resolved_ms IS NULL")
+
+    ((incident,),) = await until(opened, 15)
+    _, leader = await c.leader()
+    other = "b1" if leader == "a1" else "a1"
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer cluster-admin-token-0123456789"}) as session:
+        async with session.patch(f"http://127.0.0.1:{c.ports[other]}/api/v1/admin/incidents/{incident}",
+                                 json={"title": "Checkout is down"}) as response:
+            assert response.status == 200, await response.text()
+        await asyncio.sleep(2)  # the leader decides two more failing rounds
+        async with session.post(f"http://127.0.0.1:{c.ports[other]}/api/v1/admin/incidents/{incident}/updates",
+                                json={"status": "resolved", "body": "fixed by hand"}) as response:
+            assert response.status == 201, await response.text()
+    await asyncio.sleep(3)  # the monitor still fails: it stays resolved, nothing reopens until it is up
+    target.refused = set()
+    await asyncio.sleep(3)  # and when it is up, nothing resolves it a second time
+    rows = await c.fetch("SELECT id, status, title, resolved_ms IS NOT NULL FROM incidents")
+    assert rows == [(incident, "resolved", "Checkout is down", True)]
+    kinds = [k for (k,) in await c.fetch("SELECT kind FROM events ORDER BY id")]
+    assert kinds == ["open", "edit", "resolve"]

@@ -146,6 +146,8 @@ class Together:
             await conn.execute("SELECT pg_notify($1, $2)", RESULTS_CHANNEL, payload)
         if rows["incidents"] or rows["updates"]:
             await conn.execute("SELECT pg_notify($1, 'incidents')", CHANGES_CHANNEL)
+        if rows.get("operator_events"):  # the leader's engine keeps copies of open incidents: they follow
+            await conn.execute("SELECT pg_notify($1, 'operator')", CHANGES_CHANNEL)
 
     def _after_commit(self, rows: dict) -> None:
         """The batch's events get the ids their rows were committed with (published after this)."""
@@ -158,6 +160,7 @@ class Together:
         if self.cluster:
             rows["event_objects"] = batch.events  # the same list: numbered in place after the commit
             rows["engine_events"] = any(e.author == "probe" for e in batch.events)
+            rows["operator_events"] = any(e.author != "probe" for e in batch.events)
             rows["announce"] = announcements(r for r, _ in batch.results if r.monitor_id in self.monitor_ids)
         return rows
 
